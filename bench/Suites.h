@@ -1,0 +1,25 @@
+// Benchmark suites and shared options. Each suite prints a table of Lathe vs its peer.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace lathe::bench {
+
+struct Options {
+  int threads = 0;
+  int repeats = 20;
+  bool no_peer = false;
+  std::string filter;
+};
+
+struct Suite {
+  std::string name;
+  std::string help;
+  std::function<int(const Options&)> run;
+};
+
+const std::vector<Suite>& suites();
+
+}  // namespace lathe::bench

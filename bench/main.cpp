@@ -1,0 +1,35 @@
+// lathe-bench: benchmarks that print tables comparing Lathe with a peer measured in the same
+// run. Suites register themselves in bench/Suites.h.
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "bench/Suites.h"
+#include "core/base/BuildInfo.h"
+#include "core/base/Error.h"
+#include "kernels/Backends.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"lathe-bench: Lathe against its peers, measured in one run"};
+  app.set_version_flag("--version,-V", [] { return lathe::versionReport("lathe-bench"); });
+  lathe::bench::Options opts;
+  app.add_option("--threads", opts.threads, "CPU threads for Lathe and the peer (0: all cores)");
+  app.add_option("--repeats", opts.repeats, "timed repetitions per case (median reported)");
+  app.add_flag("--no-peer", opts.no_peer, "skip the PyTorch peer");
+  app.add_option("--filter", opts.filter, "only cases whose name contains this");
+  std::vector<std::string> suites;
+  for (const auto& s : lathe::bench::suites()) suites.push_back(s.name);
+  std::string which;
+  app.add_option("suite", which, "suite to run")->required()->check(CLI::IsMember(suites));
+  try {
+    lathe::registerBackends();
+    app.parse(argc, argv);
+    for (const auto& s : lathe::bench::suites())
+      if (s.name == which) return s.run(opts);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  } catch (const lathe::Error& e) {
+    std::cerr << "lathe-bench: " << e.what() << "\n";
+    return 1;
+  }
+  return 2;
+}

@@ -1,0 +1,12 @@
+// The CUDA backend's entry points, callable from plain C++ (no CUDA headers here).
+#pragma once
+
+namespace lathe::cuda {
+
+// Registers the CUDA backend when a GPU is present and records the CUDA capabilities
+// (toolkit, architectures, devices, cuBLASLt, cuDNN, NCCL) either way.
+void registerBackend();
+// Number of visible CUDA devices (0 when none or no driver).
+int deviceCount();
+
+}  // namespace lathe::cuda
