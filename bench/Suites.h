@@ -18,6 +18,7 @@ struct Suite {
   std::string name;
   std::string help;
   std::function<int(const Options&)> run;
+  bool needs_gpu = false;  // listed by --list-gpu (scripts/gpu-check runs those)
 };
 
 const std::vector<Suite>& suites();

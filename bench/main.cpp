@@ -16,13 +16,24 @@ int main(int argc, char** argv) {
   app.add_option("--repeats", opts.repeats, "timed repetitions per case (median reported)");
   app.add_flag("--no-peer", opts.no_peer, "skip the PyTorch peer");
   app.add_option("--filter", opts.filter, "only cases whose name contains this");
+  bool list_gpu = false;
+  app.add_flag("--list-gpu", list_gpu, "print the names of the GPU suites and exit");
   std::vector<std::string> suites;
   for (const auto& s : lathe::bench::suites()) suites.push_back(s.name);
   std::string which;
-  app.add_option("suite", which, "suite to run")->required()->check(CLI::IsMember(suites));
+  app.add_option("suite", which, "suite to run")->check(CLI::IsMember(suites));
   try {
     lathe::registerBackends();
     app.parse(argc, argv);
+    if (list_gpu) {
+      for (const auto& s : lathe::bench::suites())
+        if (s.needs_gpu) std::cout << s.name << "\n";
+      return 0;
+    }
+    if (which.empty()) {
+      std::cout << app.help();
+      return 2;
+    }
     for (const auto& s : lathe::bench::suites())
       if (s.name == which) return s.run(opts);
   } catch (const CLI::ParseError& e) {
