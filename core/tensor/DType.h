@@ -38,7 +38,8 @@ struct Device {
   bool isCuda() const { return type == DeviceType::cuda; }
   std::string str() const;                    // "cpu", "cuda:0"
   static Device parse(const std::string& s);  // "cpu", "cuda", "cuda:N"; throws on anything else
-  friend bool operator==(const Device&, const Device&) = default;
+  bool operator==(const Device& o) const { return type == o.type && index == o.index; }
+  bool operator!=(const Device& o) const { return !(*this == o); }
 };
 
 // 16-bit float types with float conversions (round to nearest even; NaN preserved).

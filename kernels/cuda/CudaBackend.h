@@ -8,5 +8,8 @@ namespace lathe::cuda {
 void registerBackend();
 // Number of visible CUDA devices (0 when none or no driver).
 int deviceCount();
+// Tests: fill every new allocation with 0xFF bytes (NaN for floats), so a kernel that leaves
+// part of its output unwritten is caught.
+void setPoisonAllocations(bool on);
 
 }  // namespace lathe::cuda

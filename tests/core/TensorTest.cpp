@@ -147,3 +147,33 @@ TEST(Autograd, CheckpointMatchesPlainBackward) {
 
 }  // namespace
 }  // namespace lathe
+
+namespace lathe {
+namespace {
+
+// A device backend with memory but no kernels: every op must fail naming the kernel and the
+// device, never fall back to the CPU.
+class EmptyCudaBackend final : public Backend {
+ public:
+  DeviceType deviceType() const override { return DeviceType::cuda; }
+  std::string name() const override { return "empty-test"; }
+  Allocator& allocator(int) override { return cpuAllocator(); }
+};
+
+TEST(Dispatch, MissingKernelIsAnErrorNamingOpAndDevice) {
+  EmptyCudaBackend empty;
+  ScopedBackend scoped(&empty);
+  Tensor a = Tensor::empty({2, 2}, DType::f32, Device::cuda(0));
+  try {
+    add(a, a);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("'binary'"), std::string::npos) << m;
+    EXPECT_NE(m.find("cuda"), std::string::npos) << m;
+  }
+  EXPECT_THROW(Tensor::zeros({2}, DType::f32, Device::cuda(0)), Error);  // fill is missing too
+}
+
+}  // namespace
+}  // namespace lathe

@@ -1,0 +1,177 @@
+// Every op the CUDA backend implements, against the CPU on fresh random inputs, with new GPU
+// allocations poisoned (NaN bytes) so unwritten outputs fail. Skipped without a GPU; run for
+// real by `scripts/lathe gpu-check` on the GPU machine.
+#include <gtest/gtest.h>
+
+#include "kernels/cuda/CudaBackend.h"
+#include "tests/OpTestUtil.h"
+
+namespace lathe {
+namespace {
+
+const Device kGpu = Device::cuda(0);
+
+#define LATHE_REQUIRE_GPU()                                                          \
+  do {                                                                               \
+    if (!hasBackend(DeviceType::cuda)) GTEST_SKIP() << "no GPU: CUDA tests skipped"; \
+    cuda::setPoisonAllocations(true);                                                \
+  } while (false)
+
+double tolFor(DType t) {
+  return t == DType::f32 ? 1e-4 : (t == DType::f64 ? 1e-10 : 2e-2);
+}
+
+struct GpuCase {
+  const char* name;
+  std::vector<Shape> shapes;
+  test::TensorFn fn;
+  double lo = -1, hi = 1;
+};
+
+void PrintTo(const GpuCase& c, std::ostream* os) {
+  *os << c.name;
+}
+
+// Runs fn with its backward on the CPU (f64 reference) and on the GPU in `dtype`.
+void compareOnGpu(const GpuCase& c, DType dtype) {
+  manualSeed(42);
+  std::vector<Tensor> cpu_in, gpu_in;
+  for (const Shape& s : c.shapes) {
+    Tensor base =
+        test::uniform(s, c.lo, c.hi, dtype).to(DType::f64);  // values representable in dtype
+    cpu_in.push_back(base.clone().setRequiresGrad(true));
+    gpu_in.push_back(base.to(dtype).to(kGpu).detach().setRequiresGrad(true));
+  }
+  Tensor cpu_out = c.fn(cpu_in), gpu_out = c.fn(gpu_in);
+  ASSERT_EQ(gpu_out.device(), kGpu) << c.name;
+  const double tol = tolFor(dtype);
+  test::expectClose(gpu_out.to(Device::cpu()).to(DType::f64), cpu_out, tol, tol,
+                    std::string(c.name) + " output");
+  if (!cpu_out.requiresGrad()) return;
+  Tensor w = test::uniform(cpu_out.shape(), 0.5, 1.5, dtype).to(DType::f64);
+  std::vector<Tensor> gc = grad({cpu_out}, {w}, cpu_in);
+  std::vector<Tensor> gg = grad({gpu_out}, {w.to(dtype).to(kGpu)}, gpu_in);
+  for (size_t i = 0; i < gc.size(); ++i)
+    test::expectClose(gg[i].to(Device::cpu()).to(DType::f64), gc[i], 4 * tol, 4 * tol,
+                      std::string(c.name) + " grad " + std::to_string(i));
+}
+
+std::vector<GpuCase> cases() {
+  return {
+      {"add_broadcast", {{33, 17}, {17}}, [](auto& x) { return add(x[0], x[1]); }},
+      {"mul_div",
+       {{5, 1, 9}, {4, 9}},
+       [](auto& x) { return div(mul(x[0], x[1]), add(square(x[1]), 1.0)); }},
+      {"activations",
+       {{1000}},
+       [](auto& x) {
+         return add(add(gelu(x[0]), gelu(x[0], true)),
+                    add(silu(x[0]), add(sigmoid(x[0]), tanh(x[0]))));
+       }},
+      {"relu_exp_log",
+       {{777}},
+       [](auto& x) { return add(relu(x[0]), log(add(exp(x[0]), 1.0))); },
+       -2,
+       2},
+      {"where_max",
+       {{64, 3}, {64, 3}},
+       [](auto& x) { return where(gt(x[0], 0.0), maximum(x[0], x[1]), minimum(x[0], x[1])); }},
+      {"sum_mean_dims",
+       {{6, 7, 300}},
+       [](auto& x) {
+         return add(sum(x[0], {0, 2}), mean(x[0], {1, 2}));
+       }},
+      {"max_min", {{20, 513}}, [](auto& x) { return add(max(x[0], {1}), min(x[0], {1})); }},
+      {"views_transpose",
+       {{8, 16, 4}},
+       [](auto& x) { return mul(x[0].transpose(0, 2).contiguous(), 2.0).slice(1, 1, 15, 3); }},
+      {"concat_tril",
+       {{4, 6}, {4, 6}},
+       [](auto& x) {
+         return tril(concat({x[0], x[1]}, 0), 1);
+       }},
+      {"matmul", {{65, 129}, {129, 31}}, [](auto& x) { return matmul(x[0], x[1]); }},
+      {"matmul_batched", {{3, 16, 40}, {3, 40, 24}}, [](auto& x) { return matmul(x[0], x[1]); }},
+      {"linear_bias", {{10, 48}, {20, 48}, {20}}, [](auto& x) { return linear(x[0], x[1], x[2]); }},
+  };
+}
+
+class CudaOps : public ::testing::TestWithParam<GpuCase> {};
+
+TEST_P(CudaOps, MatchesCpuInF32) {
+  LATHE_REQUIRE_GPU();
+  compareOnGpu(GetParam(), DType::f32);
+}
+
+TEST_P(CudaOps, MatchesCpuInBf16) {
+  LATHE_REQUIRE_GPU();
+  compareOnGpu(GetParam(), DType::bf16);
+}
+
+INSTANTIATE_TEST_SUITE_P(Gpu, CudaOps, ::testing::ValuesIn(cases()),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+TEST(CudaBackend, CopiesRoundTripStridedAndConverted) {
+  LATHE_REQUIRE_GPU();
+  Tensor h = test::uniform({7, 9, 5}, -3, 3, DType::f32);
+  Tensor g = h.to(kGpu);
+  EXPECT_EQ(g.to(Device::cpu()).toFloats(), h.toFloats());
+  Tensor gt = g.permute({2, 0, 1});
+  test::expectClose(gt.contiguous().to(Device::cpu()), h.permute({2, 0, 1}).contiguous(), 0, 0,
+                    "permute");
+  test::expectClose(g.to(DType::bf16).to(Device::cpu()), h.to(DType::bf16), 0, 0, "bf16 on device");
+  Tensor dst = Tensor::zeros({9, 7}, DType::f64, kGpu);
+  dst.copy_(h.select(2, 1).transpose(0, 1));
+  test::expectClose(dst.to(Device::cpu()), h.select(2, 1).transpose(0, 1).to(DType::f64), 0, 0,
+                    "h2d strided");
+}
+
+TEST(CudaBackend, RandomStreamMatchesCpu) {
+  LATHE_REQUIRE_GPU();
+  manualSeed(5);
+  Tensor a = randn({1000});
+  Tensor d0 = dropout(Tensor::ones({999}), 0.3, true);
+  manualSeed(5);
+  Tensor b = randn({1000}, DType::f32, kGpu);
+  Tensor d1 = dropout(Tensor::ones({999}, DType::f32, kGpu), 0.3, true);
+  test::expectClose(b.to(Device::cpu()), a, 1e-6, 1e-6, "randn");
+  EXPECT_EQ(d1.to(Device::cpu()).toFloats(), d0.toFloats());
+}
+
+TEST(CudaBackend, SteadyStateStepsMakeNoCudaMalloc) {
+  LATHE_REQUIRE_GPU();
+  manualSeed(3);
+  Tensor w1 = mul(randn({256, 128}, DType::f32, kGpu), 0.05).detach().setRequiresGrad(true);
+  Tensor w2 = mul(randn({10, 256}, DType::f32, kGpu), 0.05).detach().setRequiresGrad(true);
+  Tensor x = randn({64, 128}, DType::f32, kGpu), y = randn({64, 10}, DType::f32, kGpu);
+  auto step = [&] {
+    Tensor loss = mean(square(sub(linear(relu(linear(x, w1)), w2), y)));
+    loss.backward();
+    NoGradGuard g;
+    for (Tensor* w : {&w1, &w2}) {
+      Tensor upd = sub(*w, mul(w->grad(), 0.1));
+      w->copy_(upd);
+      w->zeroGrad();
+    }
+  };
+  step();
+  step();
+  const int64_t before = allocatorFor(kGpu).stats().system_allocations;
+  for (int i = 0; i < 5; ++i) step();
+  EXPECT_EQ(allocatorFor(kGpu).stats().system_allocations, before);
+}
+
+TEST(CudaBackend, OutOfMemoryIsAClearErrorAndTheProcessGoesOn) {
+  LATHE_REQUIRE_GPU();
+  try {
+    Tensor::empty({int64_t{1} << 48}, DType::f32, kGpu);  // 1 PiB
+    FAIL() << "expected out of memory";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("out of memory"), std::string::npos) << e.what();
+  }
+  Tensor ok = Tensor::ones({16}, DType::f32, kGpu);
+  EXPECT_EQ(sum(ok).item(), 16.0);
+}
+
+}  // namespace
+}  // namespace lathe
