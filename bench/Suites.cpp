@@ -3,10 +3,12 @@
 namespace lathe::bench {
 
 int runOps(const Options& opts);  // bench/OpsBench.cpp
+int runGpu(const Options& opts);  // bench/GpuBench.cpp
 
 const std::vector<Suite>& suites() {
   static const std::vector<Suite> all = {
       {"ops", "matmul, conv2d, softmax, layer_norm, attention fwd+bwd vs PyTorch CPU", runOps},
+      {"gpu", "GEMM, attention fwd+bwd, memory-bound kernels on cuda:0 vs PyTorch", runGpu, true},
   };
   return all;
 }

@@ -120,6 +120,13 @@ void Backend::randomNormal(const Tensor&, RandomState, double, double) {
 void Backend::dropout(const Tensor&, double, RandomState, const Tensor&, const Tensor&) {
   missing("dropout");
 }
+void Backend::adamwStep(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                        const AdamWStep&) {
+  missing("adamwStep");
+}
+void Backend::sgdStep(const Tensor&, const Tensor&, const Tensor&, const SgdStep&) {
+  missing("sgdStep");
+}
 void Backend::attention(const Tensor&, const Tensor&, const Tensor&, const Tensor*,
                         const AttentionParams&, const Tensor&, const Tensor&) {
   missing("attention");

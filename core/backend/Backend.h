@@ -95,6 +95,17 @@ struct RandomState {
   uint64_t offset = 0;
 };
 
+// Hyper-parameters of one fused optimizer step, with PyTorch's update rules (see the kernels).
+struct AdamWStep {
+  double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.01;
+  int64_t step = 1;  // 1-based, for bias correction
+};
+struct SgdStep {
+  double lr = 0.01, momentum = 0.0, dampening = 0.0, weight_decay = 0.0;
+  bool nesterov = false;
+  bool first_step = true;  // momentum buffer starts as the first gradient
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -192,6 +203,17 @@ class Backend {
   // out = x * mask / (1 - p), mask (u8) drawn from rs: keep where uniform >= p.
   virtual void dropout(const Tensor& x, double p, RandomState rs, const Tensor& out,
                        const Tensor& mask);
+
+  // --- fused optimizer steps over flat buffers (param, grad, states: same numel) ---
+  // AdamW (decoupled decay): p -= lr*wd*p; m, v updated; p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) +
+  // eps). param f32/f64/bf16/f16 (low-precision params update through f32 math), grad same dtype as
+  // param, m and v f32 (f64 for f64 params).
+  virtual void adamwStep(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v,
+                         const AdamWStep& s);
+  // SGD with momentum/Nesterov and L2 weight decay as torch.optim.SGD; buf may be undefined when
+  // momentum == 0.
+  virtual void sgdStep(const Tensor& param, const Tensor& grad, const Tensor& buf,
+                       const SgdStep& s);
 
   // --- attention: q [B, H, T, D], k/v [B, Hkv, S, D] (H a multiple of Hkv) ---
   // key_padding (bool [B, S], true = attend) may be null. out [B, H, T, D], lse (f32) [B, H, T].

@@ -36,6 +36,57 @@ class CudaBackend final : public Backend {
   void randomNormal(const Tensor& out, RandomState rs, double mean, double std) override;
   void dropout(const Tensor& x, double p, RandomState rs, const Tensor& out,
                const Tensor& mask) override;
+  // Norm.cu
+  void softmax(const Tensor& x, const Tensor& y, bool log) override;
+  void softmaxBackward(const Tensor& y, const Tensor& gy, const Tensor& gx, bool log) override;
+  void layerNorm(const Tensor& x, const Tensor* w, const Tensor* b, double eps, const Tensor& y,
+                 const Tensor& mean, const Tensor& rstd) override;
+  void layerNormBackward(const Tensor& gy, const Tensor& x, const Tensor* w, const Tensor& mean,
+                         const Tensor& rstd, const Tensor& gx, const Tensor* gw,
+                         const Tensor* gb) override;
+  void rmsNorm(const Tensor& x, const Tensor* w, double eps, const Tensor& y,
+               const Tensor& rstd) override;
+  void rmsNormBackward(const Tensor& gy, const Tensor& x, const Tensor* w, const Tensor& rstd,
+                       const Tensor& gx, const Tensor* gw) override;
+  void crossEntropy(const Tensor& logits, const Tensor& target, int64_t ignore_index,
+                    double label_smoothing, const Tensor& loss, const Tensor& lse) override;
+  void crossEntropyBackward(const Tensor& logits, const Tensor& target, const Tensor& lse,
+                            const Tensor& grad_loss, int64_t ignore_index, double label_smoothing,
+                            const Tensor& gx) override;
+  // Conv.cu
+  void conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y,
+              const Conv2dParams& p) override;
+  void conv2dBackward(const Tensor& gy, const Tensor& x, const Tensor& w, const Tensor* gx,
+                      const Tensor* gw, const Tensor* gbias, const Conv2dParams& p) override;
+  void pool2d(const Tensor& x, const Tensor& y, const Tensor* indices,
+              const Pool2dParams& p) override;
+  void pool2dBackward(const Tensor& gy, const Tensor* indices, const Tensor& gx,
+                      const Pool2dParams& p) override;
+  // BatchNorm.cu
+  void batchNorm(const Tensor& x, const Tensor* w, const Tensor* b, const Tensor* running_mean,
+                 const Tensor* running_var, bool training, double momentum, double eps,
+                 const Tensor& y, const Tensor& save_mean, const Tensor& save_invstd) override;
+  void batchNormBackward(const Tensor& gy, const Tensor& x, const Tensor* w,
+                         const Tensor& save_mean, const Tensor& save_invstd, const Tensor& gx,
+                         const Tensor* gw, const Tensor* gb) override;
+  // Attention.cu
+  void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor* key_padding,
+                 const AttentionParams& p, const Tensor& out, const Tensor& lse) override;
+  void attentionBackward(const Tensor& q, const Tensor& k, const Tensor& v,
+                         const Tensor* key_padding, const AttentionParams& p, const Tensor& out,
+                         const Tensor& lse, const Tensor& gout, const Tensor& gq, const Tensor& gk,
+                         const Tensor& gv) override;
+  // Optim.cu
+  void adamwStep(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v,
+                 const AdamWStep& s) override;
+  void sgdStep(const Tensor& param, const Tensor& grad, const Tensor& buf,
+               const SgdStep& s) override;
+  // Index.cu
+  void indexSelect(const Tensor& x, int dim, const Tensor& index, const Tensor& out) override;
+  void indexAdd(const Tensor& dst, int dim, const Tensor& index, const Tensor& src) override;
+  void gather(const Tensor& x, int dim, const Tensor& index, const Tensor& out) override;
+  void scatter(const Tensor& dst, int dim, const Tensor& index, const Tensor& src,
+               bool add) override;
 
  private:
   std::vector<std::unique_ptr<CudaAllocator>> allocators_;

@@ -76,6 +76,12 @@ class ReferenceBackend : public Backend {
   void scatter(const Tensor& dst, int dim, const Tensor& index, const Tensor& src,
                bool add) override;
 
+  // optimizer steps (reference/Optim.cpp)
+  void adamwStep(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v,
+                 const AdamWStep& s) override;
+  void sgdStep(const Tensor& param, const Tensor& grad, const Tensor& buf,
+               const SgdStep& s) override;
+
   // attention (reference/Attention.cpp)
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor* key_padding,
                  const AttentionParams& p, const Tensor& out, const Tensor& lse) override;

@@ -93,6 +93,60 @@ std::vector<GpuCase> cases() {
       {"matmul", {{65, 129}, {129, 31}}, [](auto& x) { return matmul(x[0], x[1]); }},
       {"matmul_batched", {{3, 16, 40}, {3, 40, 24}}, [](auto& x) { return matmul(x[0], x[1]); }},
       {"linear_bias", {{10, 48}, {20, 48}, {20}}, [](auto& x) { return linear(x[0], x[1], x[2]); }},
+      {"softmax_last", {{37, 1000}}, [](auto& x) { return mul(softmax(x[0], -1), 10.0); }, -4, 4},
+      {"log_softmax_dim0", {{33, 7}}, [](auto& x) { return logSoftmax(x[0], 0); }, -4, 4},
+      {"layer_norm",
+       {{50, 300}, {300}, {300}},
+       [](auto& x) { return layerNorm(x[0], x[1], x[2]); }},
+      {"rms_norm", {{50, 300}, {300}}, [](auto& x) { return rmsNorm(x[0], x[1]); }},
+      {"conv2d_groups",
+       {{2, 4, 9, 9}, {6, 2, 3, 3}, {6}},
+       [](auto& x) {
+         Conv2dParams p;
+         p.pad_h = p.pad_w = 1;
+         p.stride_h = 2;
+         p.groups = 2;
+         return conv2d(x[0], x[1], x[2], p);
+       }},
+      {"max_avg_pool",
+       {{2, 3, 9, 8}},
+       [](auto& x) { return add(maxPool2d(x[0], 3, 2, 1), avgPool2d(x[0], 3, 2, 1)); }},
+      {"batch_norm_train",
+       {{8, 5, 4, 4}, {5}, {5}},
+       [](auto& x) {
+         Tensor rm = Tensor::zeros({5}, x[0].dtype(), x[0].device()),
+                rv = Tensor::ones({5}, x[0].dtype(), x[0].device());
+         return batchNorm(x[0], x[1], x[2], rm, rv, true);
+       }},
+      {"attention_causal",
+       {{2, 4, 37, 64}, {2, 4, 37, 64}, {2, 4, 37, 64}},
+       [](auto& x) { return scaledDotProductAttention(x[0], x[1], x[2], true); }},
+      {"attention_gqa_t_ne_s",
+       {{1, 4, 5, 32}, {1, 2, 70, 32}, {1, 2, 70, 32}},
+       [](auto& x) { return scaledDotProductAttention(x[0], x[1], x[2], true); }},
+      {"attention_padding_d128",
+       {{2, 2, 40, 128}, {2, 2, 40, 128}, {2, 2, 40, 128}},
+       [](auto& x) {
+         std::vector<double> keep(80, 1.0);
+         for (int j = 30; j < 40; ++j)
+           keep[static_cast<size_t>(40 + j)] = 0.0;  // batch 1 pads 10 keys
+         Tensor pad = Tensor::fromVector(keep, {2, 40}, DType::b8, x[0].device());
+         return scaledDotProductAttention(x[0], x[1], x[2], false, pad);
+       }},
+      {"gather_dim1",
+       {{6, 9}},
+       [](auto& x) {
+         Tensor idx = Tensor::fromVector(std::vector<int64_t>{0, 8, 3, 3, 1, 2, 7, 7, 0, 5, 4, 6},
+                                         {6, 2}, DType::i64, x[0].device());
+         return gather(x[0], 1, idx);
+       }},
+      {"embedding_repeats",
+       {{11, 16}},
+       [](auto& x) {
+         Tensor ids = Tensor::fromVector(std::vector<int64_t>{3, 3, 0, 10, 3, 5}, {2, 3},
+                                         DType::i64, x[0].device());
+         return embedding(x[0], ids);
+       }},
   };
 }
 
@@ -110,6 +164,48 @@ TEST_P(CudaOps, MatchesCpuInBf16) {
 
 INSTANTIATE_TEST_SUITE_P(Gpu, CudaOps, ::testing::ValuesIn(cases()),
                          [](const auto& info) { return std::string(info.param.name); });
+
+TEST(CudaBackend, CrossEntropyMatchesCpu) {
+  LATHE_REQUIRE_GPU();
+  manualSeed(11);
+  Tensor logits = test::uniform({64, 1000}, -5, 5, DType::f32);
+  Tensor target = randint(0, 1000, {64});
+  NoGradGuard off;
+  target.slice(0, 0, 3).fill_(-100);  // ignored rows
+  EnableGradGuard on;
+  for (double smoothing : {0.0, 0.1}) {
+    Tensor lc = logits.detach().setRequiresGrad(true);
+    Tensor lg = logits.to(kGpu).detach().setRequiresGrad(true);
+    Tensor a = crossEntropy(lc, target, -100, smoothing);
+    Tensor b = crossEntropy(lg, target.to(kGpu), -100, smoothing);
+    test::expectClose(b.to(Device::cpu()), a, 1e-5, 1e-5, "loss");
+    a.backward();
+    b.backward();
+    test::expectClose(lg.grad().to(Device::cpu()), lc.grad(), 1e-6, 1e-4, "grad");
+  }
+}
+
+TEST(CudaBackend, FusedOptimizerStepsMatchCpu) {
+  LATHE_REQUIRE_GPU();
+  manualSeed(8);
+  const int64_t n = 100003;
+  Tensor p = test::uniform({n}, -1, 1, DType::f32), g = test::uniform({n}, -1, 1, DType::f32);
+  Tensor m = test::uniform({n}, -0.1, 0.1, DType::f32), v = test::uniform({n}, 0, 0.1, DType::f32);
+  Tensor pg = p.to(kGpu), gg = g.to(kGpu), mg = m.to(kGpu), vg = v.to(kGpu);
+  AdamWStep s;
+  s.step = 3;
+  backendFor(DeviceType::cpu).adamwStep(p, g, m, v, s);
+  backendFor(DeviceType::cuda).adamwStep(pg, gg, mg, vg, s);
+  test::expectClose(pg.to(Device::cpu()), p, 1e-6, 1e-5, "adamw param");
+  test::expectClose(vg.to(Device::cpu()), v, 1e-7, 1e-5, "adamw v");
+  SgdStep sg;
+  sg.momentum = 0.9;
+  sg.nesterov = true;
+  Tensor buf = Tensor::zeros({n}), bufg = buf.to(kGpu);
+  backendFor(DeviceType::cpu).sgdStep(p, g, buf, sg);
+  backendFor(DeviceType::cuda).sgdStep(pg, gg, bufg, sg);
+  test::expectClose(pg.to(Device::cpu()), p, 1e-6, 1e-5, "sgd param");
+}
 
 TEST(CudaBackend, CopiesRoundTripStridedAndConverted) {
   LATHE_REQUIRE_GPU();

@@ -1,0 +1,119 @@
+// lathe-bench gpu: GEMM TFLOP/s, attention fwd+bwd TFLOP/s and memory-bound kernels in GB/s on
+// cuda:0, each next to PyTorch measured in the same run (bench/peers/torch_gpu.py). Times are
+// medians of device-synchronised repeats.
+#include <iostream>
+#include <sstream>
+
+#include "bench/Suites.h"
+#include "bench/Timing.h"
+#include "core/ops/Ops.h"
+
+namespace lathe::bench {
+namespace {
+
+const Device kGpu = Device::cuda(0);
+
+std::vector<int64_t> dimsOf(const std::string& token) {
+  std::vector<int64_t> d;
+  std::istringstream s(token.substr(token.find(':') + 1));
+  std::string part;
+  while (std::getline(s, part, ',')) d.push_back(std::stoll(part));
+  return d;
+}
+
+struct Case {
+  std::function<void()> fn;
+  double flops = 0, bytes = 0;
+};
+
+Case plan(const std::string& token) {
+  const std::string kind = token.substr(0, token.find(':'));
+  const auto d = dimsOf(token);
+  auto req = [](Tensor t) { return t.setRequiresGrad(true); };
+  if (kind == "gemm_bf16") {  // M,N,K
+    Tensor a = randn({d[0], d[2]}, DType::bf16, kGpu), b = randn({d[2], d[1]}, DType::bf16, kGpu);
+    return {[=] { matmul(a, b); }, 2.0 * d[0] * d[1] * d[2], 0};
+  }
+  if (kind == "attn_bf16_fb") {  // B,H,T,D causal fwd+bwd; FLOPs as FlashAttention counts them
+    Tensor q = req(randn({d[0], d[1], d[2], d[3]}, DType::bf16, kGpu));
+    Tensor k = req(randn({d[0], d[1], d[2], d[3]}, DType::bf16, kGpu));
+    Tensor v = req(randn({d[0], d[1], d[2], d[3]}, DType::bf16, kGpu));
+    Tensor g = randn({d[0], d[1], d[2], d[3]}, DType::bf16, kGpu);
+    const double fwd = 4.0 * d[0] * d[1] * d[2] * d[2] * d[3] / 2;  // causal halves the work
+    return {[=] {
+              Tensor o = scaledDotProductAttention(q, k, v, true);
+              grad({o}, {g}, {q, k, v});
+            },
+            3.5 * fwd, 0};
+  }
+  if (kind == "add_bf16") {  // N elements: read 2, write 1
+    Tensor a = randn({d[0]}, DType::bf16, kGpu), b = randn({d[0]}, DType::bf16, kGpu);
+    return {[=] { add(a, b); }, 0, 3.0 * 2 * d[0]};
+  }
+  if (kind == "softmax_bf16") {  // rows, cols: read 1, write 1
+    Tensor a = randn({d[0], d[1]}, DType::bf16, kGpu);
+    return {[=] { softmax(a, -1); }, 0, 2.0 * 2 * d[0] * d[1]};
+  }
+  if (kind == "layernorm_bf16") {
+    Tensor a = randn({d[0], d[1]}, DType::bf16, kGpu), w = Tensor::ones({d[1]}, DType::bf16, kGpu),
+           b = Tensor::zeros({d[1]}, DType::bf16, kGpu);
+    return {[=] { layerNorm(a, w, b); }, 0, 2.0 * 2 * d[0] * d[1]};
+  }
+  fail("unknown gpu benchmark case ", token);
+}
+
+const std::vector<std::string> kCases = {
+    "gemm_bf16:4096,4096,4096",  "gemm_bf16:8192,8192,8192",   "gemm_bf16:16384,768,3072",
+    "attn_bf16_fb:8,16,1024,64", "attn_bf16_fb:4,16,2048,128", "attn_bf16_fb:2,16,4096,64",
+    "add_bf16:268435456",        "softmax_bf16:65536,4096",    "layernorm_bf16:65536,768",
+};
+
+}  // namespace
+
+int runGpu(const Options& opts) {
+  if (!hasBackend(DeviceType::cuda)) {
+    std::cout << "lathe-bench gpu: no GPU found; nothing to measure\n";
+    return 0;
+  }
+  std::vector<std::string> cases;
+  for (const auto& c : kCases)
+    if (opts.filter.empty() || c.find(opts.filter) != std::string::npos) cases.push_back(c);
+  std::map<std::string, double> peer;
+  std::string why = "skipped (--no-peer)";
+  if (!opts.no_peer) {
+    std::vector<std::string> args = {"--repeats", std::to_string(opts.repeats)};
+    args.insert(args.end(), cases.begin(), cases.end());
+    peer = runPeer("torch_gpu.py", args, why);
+  }
+  std::cout << "lathe-bench gpu: cuda:0, median of " << opts.repeats
+            << " synchronised runs; rate = TFLOP/s (compute) or GB/s (memory)\n";
+  if (peer.empty()) std::cout << "PyTorch peer: " << why << "\n";
+  Table table(
+      {"case", "lathe ms", "lathe rate", "pytorch ms", "pytorch rate", "lathe/pytorch speed"});
+  Backend& gpu = backendFor(DeviceType::cuda);
+  for (const auto& c : cases) {
+    try {
+      Case k = plan(c);
+      const double ms = medianMs(
+          [&] {
+            k.fn();
+            gpu.synchronize(0);
+          },
+          opts.repeats);
+      auto rate = [&](double t) {
+        return k.flops > 0 ? fmt(k.flops / t / 1e9, 1) + " TF"
+                           : fmt(k.bytes / t / 1e6, 0) + " GB/s";
+      };
+      auto it = peer.find(c);
+      table.add({c, fmt(ms), rate(ms), it != peer.end() ? fmt(it->second) : "-",
+                 it != peer.end() ? rate(it->second) : "-",
+                 it != peer.end() ? fmt(it->second / ms, 2) : "-"});
+    } catch (const Error& e) {
+      table.add({c, std::string("error: ") + e.what()});
+    }
+  }
+  table.print();
+  return 0;
+}
+
+}  // namespace lathe::bench
