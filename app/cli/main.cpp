@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 
+#include "app/cli/Commands.h"
 #include "core/base/BuildInfo.h"
 #include "core/base/Error.h"
 #include "kernels/Backends.h"
@@ -11,6 +12,7 @@ int main(int argc, char** argv) {
   CLI::App app{"lathe-cli: train, measure and compare efficient neural networks from a terminal"};
   app.set_version_flag("--version,-V", [] { return lathe::versionReport("lathe-cli"); });
   app.require_subcommand(0, 1);
+  addTokenizeCommand(app);
   try {
     lathe::registerBackends();
   } catch (const lathe::Error& e) {

@@ -9,6 +9,7 @@
 
 #include "kernels/cuda/CudaBackendImpl.h"
 #include "kernels/cuda/CudaCommon.cuh"
+#include "kernels/cuda/FlashAttention.h"
 
 namespace lathe::cuda {
 namespace {
@@ -290,6 +291,7 @@ void withLse(DType t, F&& f) {
 void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v,
                             const Tensor* key_padding, const AttentionParams& p, const Tensor& out,
                             const Tensor& lse) {
+  if (flashAttentionForward(q, k, v, key_padding, p, out, lse)) return;  // tensor cores
   const int dev = out.device().index;
   setDevice(dev);
   const Dims d = dimsOf(q, k, p);
@@ -316,6 +318,7 @@ void CudaBackend::attentionBackward(const Tensor& q, const Tensor& k, const Tens
                                     const Tensor* key_padding, const AttentionParams& p,
                                     const Tensor& out, const Tensor& lse, const Tensor& gout,
                                     const Tensor& gq, const Tensor& gk, const Tensor& gv) {
+  if (flashAttentionBackward(q, k, v, key_padding, p, out, lse, gout, gq, gk, gv)) return;
   const int dev = gq.device().index;
   setDevice(dev);
   const Dims d = dimsOf(q, k, p);
