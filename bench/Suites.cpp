@@ -2,13 +2,16 @@
 
 namespace lathe::bench {
 
-int runOps(const Options& opts);  // bench/OpsBench.cpp
-int runGpu(const Options& opts);  // bench/GpuBench.cpp
+int runOps(const Options& opts);    // bench/OpsBench.cpp
+int runGpu(const Options& opts);    // bench/GpuBench.cpp
+int runStore(const Options& opts);  // bench/StoreBench.cpp
 
 const std::vector<Suite>& suites() {
   static const std::vector<Suite> all = {
       {"ops", "matmul, conv2d, softmax, layer_norm, attention fwd+bwd vs PyTorch CPU", runOps},
       {"gpu", "GEMM, attention fwd+bwd, memory-bound kernels on cuda:0 vs PyTorch", runGpu, true},
+      {"store", "RunStore: 10k runs created, listed and compared; series loads; appendMetric",
+       runStore},
   };
   return all;
 }

@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version,-V", [] { return lathe::versionReport("lathe-cli"); });
   app.require_subcommand(0, 1);
   addTokenizeCommand(app);
+  addRunCommands(app);
   try {
     lathe::registerBackends();
   } catch (const lathe::Error& e) {
@@ -22,8 +23,10 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
+    // Subcommands end with CLI::RuntimeError(code) carrying their exit code (1: the run
+    // failed, 2: bad input); CLI11's own parse errors are usage errors.
     const int rc = app.exit(e);
-    return rc == 0 ? 0 : 2;
+    return rc == 0 ? 0 : (dynamic_cast<const CLI::RuntimeError*>(&e) != nullptr ? rc : 2);
   }
   if (app.get_subcommands().empty()) {
     std::cout << app.help();

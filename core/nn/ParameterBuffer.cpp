@@ -15,20 +15,34 @@ Tensor viewOf(const Tensor& flat, const Shape& shape, int64_t offset) {
   return Tensor::makeView(flat, shape, contiguousStrides(shape), flat.offset() + offset);
 }
 
+// Whether the slot's parameter .grad is still its view of the group's flat gradient.
+bool gradAttached(const ParameterBuffer::Group& g, const ParameterBuffer::Slot& s) {
+  const Tensor cur = s.param.grad();
+  return cur.defined() && cur.sameStorage(g.grads) && cur.offset() == g.grads.offset() + s.offset;
+}
+
 }  // namespace
 
-ParameterBuffer::ParameterBuffer(Module& module, size_t align_bytes) : module_(&module) {
+ParameterBuffer::ParameterBuffer(Module& module, size_t align_bytes)
+    : ParameterBuffer(module, Partition(), align_bytes) {}
+
+ParameterBuffer::ParameterBuffer(Module& module, const Partition& partition, size_t align_bytes)
+    : module_(&module) {
   LATHE_CHECK(align_bytes > 0, "ParameterBuffer: align_bytes must be positive");
   NoGradGuard no_grad;
   std::vector<int64_t> sizes;
   for (auto& [name, p] : module.namedParameters()) {
+    const int part = partition ? partition(name, p) : 0;
     Group* g = nullptr;
-    for (auto& cand : groups_)
+    for (auto& cand : groups_) {
       if (cand.device == p.device() && cand.dtype == p.dtype() &&
-          cand.trainable == p.requiresGrad())
+          cand.trainable == p.requiresGrad() && cand.partition == part) {
         g = &cand;
+      }
+    }
     if (g == nullptr) {
-      groups_.push_back(Group{p.device(), p.dtype(), p.requiresGrad(), Tensor(), Tensor(), {}});
+      groups_.push_back(
+          Group{p.device(), p.dtype(), p.requiresGrad(), Tensor(), Tensor(), {}, part});
       sizes.push_back(0);
       g = &groups_.back();
     }
@@ -66,10 +80,27 @@ ParameterBuffer::ParameterBuffer(Module& module, size_t align_bytes) : module_(&
 }
 
 const ParameterBuffer::Group& ParameterBuffer::group(Device device, DType dtype) const {
+  const Group* found = nullptr;
+  for (const Group& g : groups_) {
+    if (!g.trainable || g.device != device || g.dtype != dtype) continue;
+    LATHE_CHECK(found == nullptr, "ParameterBuffer: trainable ", dtypeName(dtype),
+                " parameters on ", device.str(), " are split into several partitions (",
+                found->partition, ", ", g.partition, ", ...); ask for one by partition");
+    found = &g;
+  }
+  if (found == nullptr) {
+    fail("ParameterBuffer: no trainable parameters of dtype ", dtypeName(dtype), " on ",
+         device.str());
+  }
+  return *found;
+}
+
+const ParameterBuffer::Group& ParameterBuffer::group(Device device, DType dtype,
+                                                     int partition) const {
   for (const Group& g : groups_)
-    if (g.trainable && g.device == device && g.dtype == dtype) return g;
-  fail("ParameterBuffer: no trainable parameters of dtype ", dtypeName(dtype), " on ",
-       device.str());
+    if (g.trainable && g.device == device && g.dtype == dtype && g.partition == partition) return g;
+  fail("ParameterBuffer: no trainable parameters of dtype ", dtypeName(dtype), " on ", device.str(),
+       " in partition ", partition);
 }
 
 int64_t ParameterBuffer::numel() const {
@@ -99,13 +130,18 @@ void ParameterBuffer::zeroGrad() {
   for (Group& g : groups_) {
     if (!g.trainable) continue;
     g.grads.zero_();
-    for (Slot& s : g.slots) {
-      Tensor cur = s.param.grad();
-      if (cur.defined() && cur.sameStorage(g.grads) && cur.offset() == g.grads.offset() + s.offset)
-        continue;
-      s.param.setGrad(viewOf(g.grads, s.param.shape(), s.offset));
-    }
+    for (Slot& s : g.slots)
+      if (!gradAttached(g, s)) s.param.setGrad(viewOf(g.grads, s.param.shape(), s.offset));
   }
+}
+
+std::string ParameterBuffer::detachedGradient() const {
+  for (const Group& g : groups_) {
+    if (!g.trainable) continue;
+    for (const Slot& s : g.slots)
+      if (!gradAttached(g, s)) return s.name;
+  }
+  return "";
 }
 
 }  // namespace lathe

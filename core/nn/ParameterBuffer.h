@@ -8,7 +8,8 @@
 // kernels and cuBLASLt want aligned operands); the padding between parameters is zero in both
 // buffers and its gradient stays zero, so it is inert for every element-wise optimizer rule
 // (SGD, Adam(W) with weight decay, Lion) and for norms. Frozen parameters (requires_grad off)
-// form their own groups without a gradient buffer.
+// form their own groups without a gradient buffer. An optional partition function splits groups
+// further (an optimizer's decay / no-decay parameters), so each partition is one flat tensor.
 //
 // Lifetime: flatten after model surgery and after Module::to(). A parameter added later
 // (replaceChild, e.g. LoRA) or moved by to() is not in the buffer: attached() turns false and
@@ -16,6 +17,7 @@
 // gradients are copied; the old flat storage is freed once nothing views it).
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -37,16 +39,26 @@ class ParameterBuffer {
     Tensor params;  // 1-D, MemoryTag::parameters
     Tensor grads;   // 1-D, MemoryTag::gradients; undefined for frozen groups
     std::vector<Slot> slots;
+    int partition = 0;  // what the partition function returned for every slot (0 without one)
   };
+  // Maps a parameter (dotted name, tensor) to a partition; parameters of different partitions
+  // never share a group.
+  using Partition = std::function<int(const std::string& name, const Tensor& param)>;
 
   // Flattens `module`'s parameters (each tensor once; tied weights share one slot) in
   // registration order. Values and existing gradients are copied in; the module's handles
   // stay the same objects. Grouping: by device, dtype and requires_grad.
   explicit ParameterBuffer(Module& module, size_t align_bytes = 64);
+  // The same, grouping also by partition(name, param); groups appear in the order their first
+  // parameter was registered.
+  ParameterBuffer(Module& module, const Partition& partition, size_t align_bytes = 64);
 
   const std::vector<Group>& groups() const { return groups_; }
-  // The group of trainable parameters of this device and dtype; throws when there is none.
+  // The group of trainable parameters of this device and dtype; throws when there is none or
+  // when partitions split them into several groups.
   const Group& group(Device device, DType dtype) const;
+  // The trainable group of this device, dtype and partition; throws when there is none.
+  const Group& group(Device device, DType dtype, int partition) const;
   // Total elements over all groups, padding included.
   int64_t numel() const;
 
@@ -56,6 +68,10 @@ class ParameterBuffer {
   // True while every parameter still views this buffer and the module has no parameter the
   // buffer does not know (nothing added or moved since flattening).
   bool attached() const;
+  // The dotted name of the first trainable parameter whose .grad is not its view of the flat
+  // gradient (dropped or replaced since flattening or the last zeroGrad), or "" when none is:
+  // a backward then accumulates outside the buffer, so a flat optimizer step would miss it.
+  std::string detachedGradient() const;
 
  private:
   Module* module_;

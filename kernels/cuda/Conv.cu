@@ -266,9 +266,9 @@ void CudaBackend::conv2dBackward(const Tensor& gy, const Tensor& x, const Tensor
         h, s.one(), plan.x, x.rawData(), plan.y, gy.rawData(), plan.conv, plan.bwd_filter,
         ws.rawData(), plan.ws_filter, s.zero(), plan.w, gw->rawData()));
   }
-  if (gbias)
-    LATHE_CUDNN_CHECK(cudnnConvolutionBackwardBias(h, s.one(), plan.y, gy.rawData(), s.zero(),
-                                                   plan.bias, gbias->rawData()));
+  // The bias gradient is a sum over N, H, W: our own reduction, because cuDNN's
+  // cudnnConvolutionBackwardBias refuses bf16 (CUDNN_STATUS_NOT_SUPPORTED on cuDNN 9).
+  if (gbias) reduce(ReduceOp::sum, gy, {0, 2, 3}, gbias->view({1, gbias->numel(), 1, 1}));
 }
 
 void CudaBackend::pool2d(const Tensor& x, const Tensor& y, const Tensor* indices,

@@ -179,5 +179,48 @@ TEST(NnParameterBuffer, TiedWeightsShareOneSlot) {
   EXPECT_TRUE(model->parameter("wte.weight").grad().sameStorage(buf.groups()[0].grads));
 }
 
+TEST(NnParameterBuffer, PartitionSplitsGroupsAndNamesThem) {
+  manualSeed(7);
+  auto model = smallMlp();
+  // Weights (dim 2) in partition 1, biases in 2, in registration order of their first member.
+  ParameterBuffer buf(*model,
+                      [](const std::string&, const Tensor& p) { return p.dim() >= 2 ? 1 : 2; });
+  ASSERT_EQ(buf.groups().size(), 2u);
+  EXPECT_EQ(buf.groups()[0].partition, 1);
+  EXPECT_EQ(buf.groups()[1].partition, 2);
+  for (const auto& g : buf.groups()) {
+    EXPECT_TRUE(g.trainable);
+    EXPECT_EQ(g.slots.size(), 3u);
+    for (const auto& s : g.slots) {
+      EXPECT_EQ(s.param.dim() >= 2, g.partition == 1) << s.name;
+      EXPECT_TRUE(s.param.sameStorage(g.params)) << s.name;
+      EXPECT_TRUE(s.param.grad().sameStorage(g.grads)) << s.name;
+    }
+  }
+  EXPECT_EQ(&buf.group(Device::cpu(), DType::f32, 2), &buf.groups()[1]);
+  EXPECT_THROW(buf.group(Device::cpu(), DType::f32), Error);  // split: ambiguous
+  EXPECT_THROW(buf.group(Device::cpu(), DType::f32, 0), Error);
+  EXPECT_TRUE(buf.attached());
+
+  // Without a partition function every group is partition 0.
+  ParameterBuffer plain(*model);
+  ASSERT_EQ(plain.groups().size(), 1u);
+  EXPECT_EQ(plain.groups()[0].partition, 0);
+  EXPECT_EQ(&plain.group(Device::cpu(), DType::f32, 0), &plain.groups()[0]);
+}
+
+TEST(NnParameterBuffer, DetachedGradientNamesTheFirstParameterOutsideTheBuffer) {
+  auto model = smallMlp();
+  ParameterBuffer buf(*model);
+  EXPECT_EQ(buf.detachedGradient(), "");
+  Tensor b = model->parameter("layers.2.bias");
+  b.zeroGrad();
+  EXPECT_EQ(buf.detachedGradient(), "layers.2.bias");
+  b.setGrad(Tensor::zeros(b.shape()));  // a gradient of its own, not the flat view
+  EXPECT_EQ(buf.detachedGradient(), "layers.2.bias");
+  buf.zeroGrad();
+  EXPECT_EQ(buf.detachedGradient(), "");
+}
+
 }  // namespace
 }  // namespace lathe

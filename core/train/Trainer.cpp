@@ -1,0 +1,339 @@
+#include "core/train/Trainer.h"
+
+#include <cmath>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "core/autograd/Autograd.h"
+#include "core/backend/Backend.h"
+#include "core/base/Error.h"
+#include "core/io/Safetensors.h"
+#include "core/ops/Ops.h"
+#include "core/tensor/Random.h"
+
+namespace lathe::train {
+
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double seconds(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+data::LoaderOptions loaderOptions(const TrainOptions& o) {
+  data::LoaderOptions l;
+  l.batch_size = o.batch_size;
+  l.shuffle = o.shuffle;
+  l.seed = o.seed;
+  l.drop_last = o.drop_last;
+  l.prefetch = o.prefetch;
+  return l;
+}
+
+constexpr const char* kMetaKey = "lathe.checkpoint";
+
+}  // namespace
+
+Trainer::Trainer(std::shared_ptr<Model> model, std::unique_ptr<optim::Optimizer> optimizer,
+                 optim::LrSchedule schedule, data::LoadedData data, TrainOptions options)
+    : model_(std::move(model)),
+      optimizer_(std::move(optimizer)),
+      schedule_(std::move(schedule)),
+      data_(std::move(data)),
+      options_(std::move(options)) {
+  LATHE_CHECK(model_ != nullptr, "Trainer: no model");
+  LATHE_CHECK(optimizer_ != nullptr, "Trainer: no optimizer");
+  LATHE_CHECK(data_.train != nullptr && data_.train->size() > 0,
+              "Trainer: the training set is empty");
+  LATHE_CHECK(options_.batch_size >= 1, "training.batch_size: expected >= 1, got ",
+              options_.batch_size);
+  LATHE_CHECK(options_.grad_accum >= 1, "training.grad_accum: expected >= 1, got ",
+              options_.grad_accum);
+  LATHE_CHECK(options_.max_steps > 0 || options_.epochs > 0,
+              "training: give epochs or max_steps (both are 0)");
+  for (const auto& [name, p] : model_->namedParameters())
+    LATHE_CHECK(p.device() == options_.device, "Trainer: parameter '", name, "' is on ",
+                p.device().str(), " but training runs on ", options_.device.str(),
+                "; move the model first");
+  if (options_.drop_last && data_.train->size() < options_.batch_size)
+    throw Error("training.batch_size: " + std::to_string(options_.batch_size) +
+                " is larger than the training set (" + std::to_string(data_.train->size()) +
+                " examples); nothing would be trained");
+  loader_ = std::make_unique<data::DataLoader>(data_.train, loaderOptions(options_));
+  manualSeed(options_.seed);
+  allocatorFor(options_.device).resetPeaks();
+}
+
+Trainer::~Trainer() = default;
+
+int64_t plannedSteps(const TrainOptions& o, int64_t train_examples) {
+  if (o.max_steps > 0) return o.max_steps;
+  const int64_t batches = o.drop_last ? train_examples / o.batch_size
+                                      : (train_examples + o.batch_size - 1) / o.batch_size;
+  return std::max<int64_t>(1, batches / std::max<int64_t>(1, o.grad_accum) * o.epochs);
+}
+
+int64_t Trainer::totalSteps() const {
+  return plannedSteps(options_, data_.train->size());
+}
+
+void Trainer::log(const std::string& line) const {
+  if (hooks_.on_log) hooks_.on_log(line);
+}
+
+void Trainer::synchronize() const {
+  if (options_.device.type != DeviceType::cpu)
+    backendFor(options_.device.type).synchronize(options_.device.index);
+}
+
+data::Batch Trainer::nextBatch() {
+  if (auto b = loader_->next()) return std::move(*b);
+  // The epoch ended: the loader moved to the next one.
+  auto b = loader_->next();
+  LATHE_CHECK(b.has_value(), "Trainer: the data loader gave no batch for a whole epoch");
+  return std::move(*b);
+}
+
+Tensor Trainer::lossOf(const Tensor& output, const Tensor& target, int64_t* correct) const {
+  switch (data_.task) {
+    case data::TaskKind::language_model: {
+      const int64_t V = output.size(-1);
+      Tensor logits = output.reshape({-1, V});
+      Tensor t = target.reshape({-1});
+      if (correct != nullptr) {
+        NoGradGuard g;
+        *correct = static_cast<int64_t>(sum(eq(argmax(logits, -1), t).to(DType::f32)).item());
+      }
+      return crossEntropy(logits, t, -100, options_.label_smoothing);
+    }
+    case data::TaskKind::regression: {
+      Tensor out = output.reshape(target.shape());
+      return mseLoss(out, target.to(out.dtype()));
+    }
+    case data::TaskKind::classification:
+    default: {
+      if (correct != nullptr) {
+        NoGradGuard g;
+        *correct = static_cast<int64_t>(sum(eq(argmax(output, -1), target).to(DType::f32)).item());
+      }
+      return crossEntropy(output, target, -100, options_.label_smoothing);
+    }
+  }
+}
+
+StepMetrics Trainer::step() {
+  LATHE_CHECK(!finished(), "Trainer: all ", totalSteps(), " steps are done");
+  model_->train();
+  const auto t0 = Clock::now();
+  double loss_sum = 0;
+  int64_t correct = 0, predictions = 0, samples = 0, tokens = 0;
+  for (int64_t micro = 0; micro < options_.grad_accum; ++micro) {
+    data::Batch b = nextBatch();
+    Tensor x = b.input.to(options_.device);
+    Tensor y = b.target.to(options_.device);
+    Tensor out = model_->forward(x);
+    int64_t c = 0;
+    Tensor loss = lossOf(out, y, data_.task == data::TaskKind::regression ? nullptr : &c);
+    if (options_.grad_accum > 1)
+      mul(loss, 1.0 / static_cast<double>(options_.grad_accum)).backward();
+    else
+      loss.backward();
+    loss_sum += loss.item();
+    correct += c;
+    predictions += y.numel();
+    samples += b.size();
+    if (data_.task == data::TaskKind::language_model) tokens += y.numel();
+  }
+  auto& buffer = optimizer_->buffer();
+  const double norm = options_.clip_norm > 0 ? optim::clipGradNorm(buffer, options_.clip_norm)
+                                             : optim::gradNorm(buffer);
+  const double lr = schedule_.at(step_);
+  optimizer_->setLr(lr);
+  if (std::isfinite(norm)) {
+    optimizer_->step();
+  } else {
+    log("step " + std::to_string(step_ + 1) + ": gradient norm is " + std::to_string(norm) +
+        "; the update was skipped");
+  }
+  buffer.zeroGrad();
+  synchronize();
+  const auto t1 = Clock::now();
+  ++step_;
+  samples_seen_ += samples;
+  const double dt = seconds(t0, t1);
+  elapsed_s_ += dt;
+
+  StepMetrics m;
+  m.step = step_;
+  m.total_steps = totalSteps();
+  m.epoch = static_cast<double>(step_ * options_.grad_accum) /
+            static_cast<double>(std::max<int64_t>(1, loader_->batchesPerEpoch()));
+  m.loss = loss_sum / static_cast<double>(options_.grad_accum);
+  if (data_.task != data::TaskKind::regression && predictions > 0)
+    m.accuracy = static_cast<double>(correct) / static_cast<double>(predictions);
+  m.lr = lr;
+  m.grad_norm = norm;
+  m.step_time_s = dt;
+  m.samples_per_s = dt > 0 ? static_cast<double>(samples) / dt : 0;
+  m.tokens_per_s = dt > 0 ? static_cast<double>(tokens) / dt : 0;
+  m.elapsed_s = elapsed_s_;
+  m.memory = allocatorFor(options_.device).stats();
+  if (!std::isfinite(m.loss))
+    log("step " + std::to_string(step_) + ": the loss is " + std::to_string(m.loss));
+  return m;
+}
+
+bool Trainer::run() {
+  const int64_t total = totalSteps();
+  const int64_t per_epoch = std::max<int64_t>(1, loader_->batchesPerEpoch() / options_.grad_accum);
+  const int64_t eval_every = options_.eval_every > 0 ? options_.eval_every : per_epoch;
+  while (step_ < total) {
+    if (hooks_.should_stop && hooks_.should_stop()) {
+      log("stopped at step " + std::to_string(step_) + " of " + std::to_string(total));
+      return false;
+    }
+    StepMetrics m = step();
+    if (hooks_.on_step && (step_ % std::max<int64_t>(1, options_.log_every) == 0 || step_ == total))
+      hooks_.on_step(m);
+    if (data_.val && (step_ % eval_every == 0 || step_ == total) && last_eval_step_ != step_) {
+      EvalMetrics e = evaluate("val", options_.eval_batches);
+      last_eval_step_ = step_;
+      if (hooks_.on_eval) hooks_.on_eval(e);
+    }
+    if (options_.checkpoint_every > 0 && !options_.checkpoint_path.empty() &&
+        (step_ % options_.checkpoint_every == 0 || step_ == total))
+      saveCheckpoint(options_.checkpoint_path);
+  }
+  return true;
+}
+
+EvalMetrics Trainer::evaluate(const std::string& split, int64_t max_batches) {
+  data::DatasetPtr ds = split == "test" ? data_.test : data_.val;
+  LATHE_CHECK(ds != nullptr, "Trainer: there is no ", split, " split to evaluate on");
+  const auto t0 = Clock::now();
+  const bool was_training = model_->isTraining();
+  model_->eval();
+  data::LoaderOptions lo;
+  lo.batch_size = options_.batch_size;
+  lo.shuffle = false;
+  lo.drop_last = false;
+  lo.prefetch = options_.prefetch;
+  data::DataLoader loader(ds, lo);
+  NoGradGuard no_grad;
+  double loss_sum = 0;
+  int64_t correct = 0, predictions = 0, examples = 0, batches = 0;
+  while (auto b = loader.next()) {
+    Tensor x = b->input.to(options_.device);
+    Tensor y = b->target.to(options_.device);
+    Tensor out = model_->forward(x);
+    int64_t c = 0;
+    Tensor loss = lossOf(out, y, data_.task == data::TaskKind::regression ? nullptr : &c);
+    // Mean losses weighted by their element counts, so the total is the dataset mean.
+    const int64_t n = data_.task == data::TaskKind::regression ? y.numel() : y.numel();
+    loss_sum += loss.item() * static_cast<double>(n);
+    correct += c;
+    predictions += n;
+    examples += b->size();
+    if (max_batches > 0 && ++batches >= max_batches) break;
+  }
+  model_->train(was_training);
+  EvalMetrics e;
+  e.step = step_;
+  e.split = split;
+  e.examples = examples;
+  e.loss = predictions > 0 ? loss_sum / static_cast<double>(predictions) : 0;
+  if (data_.task == data::TaskKind::classification && predictions > 0)
+    e.accuracy = static_cast<double>(correct) / static_cast<double>(predictions);
+  if (data_.task == data::TaskKind::language_model) {
+    e.perplexity = std::exp(e.loss);
+    e.accuracy =
+        predictions > 0 ? static_cast<double>(correct) / static_cast<double>(predictions) : 0;
+  }
+  e.time_s = seconds(t0, Clock::now());
+  return e;
+}
+
+void Trainer::saveCheckpoint(const std::string& path) const {
+  NamedTensors tensors;
+  for (const auto& [name, t] : model_->stateDict()) tensors.emplace_back("model." + name, t);
+  for (const auto& [name, t] : optimizer_->stateDict()) tensors.emplace_back("optim." + name, t);
+  const RandomState rs = rngState();
+  const data::LoaderPosition pos = loader_->position();
+  nlohmann::json meta = {{"step", step_},
+                         {"samples_seen", samples_seen_},
+                         {"elapsed_s", elapsed_s_},
+                         {"epoch", pos.epoch},
+                         {"batch", pos.batch},
+                         // u64 as strings: JSON readers elsewhere may hold numbers as doubles.
+                         {"rng_seed", std::to_string(rs.seed)},
+                         {"rng_offset", std::to_string(rs.offset)},
+                         {"optimizer", optimizer_->name()},
+                         {"model_type", model_->typeName()}};
+  std::map<std::string, std::string> md = {{kMetaKey, meta.dump()},
+                                           {"lathe.spec", model_->spec().dump()}};
+  writeSafetensors(path, tensors, md);
+  if (hooks_.on_checkpoint) {
+    std::error_code ec;
+    hooks_.on_checkpoint(path, static_cast<int64_t>(std::filesystem::file_size(path, ec)));
+  }
+}
+
+CheckpointInfo readCheckpointInfo(const std::string& path) {
+  SafetensorsReader r(path);
+  auto it = r.metadata().find(kMetaKey);
+  LATHE_CHECK(it != r.metadata().end(), path, ": not a Lathe checkpoint (no '", kMetaKey,
+              "' metadata)");
+  nlohmann::json meta;
+  try {
+    meta = nlohmann::json::parse(it->second);
+    CheckpointInfo info;
+    info.step = meta.at("step").get<int64_t>();
+    info.samples_seen = meta.at("samples_seen").get<int64_t>();
+    info.elapsed_s = meta.at("elapsed_s").get<double>();
+    info.position.epoch = meta.at("epoch").get<int64_t>();
+    info.position.batch = meta.at("batch").get<int64_t>();
+    return info;
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(path + ": checkpoint metadata is damaged (" + e.what() + ")");
+  }
+}
+
+void Trainer::loadCheckpoint(const std::string& path) {
+  SafetensorsReader r(path);
+  const CheckpointInfo info = readCheckpointInfo(path);
+  const nlohmann::json meta = nlohmann::json::parse(r.metadata().at(kMetaKey));
+  const std::string opt_name = meta.value("optimizer", "");
+  LATHE_CHECK(opt_name == optimizer_->name(), path, ": checkpoint was written with optimizer '",
+              opt_name, "', this run uses '", optimizer_->name(), "'");
+  NamedTensors model_state, optim_state;
+  {
+    MemoryTagScope tag(MemoryTag::workspace);
+    for (auto& [name, t] : r.readAll()) {
+      if (name.rfind("model.", 0) == 0)
+        model_state.emplace_back(name.substr(6), t);
+      else if (name.rfind("optim.", 0) == 0)
+        optim_state.emplace_back(name.substr(6), t);
+      else
+        throw Error(path + ": unexpected tensor '" + name + "' in a checkpoint");
+    }
+  }
+  // Validate both before changing either, so a mismatched file leaves the trainer as it was.
+  std::vector<std::pair<std::string, Shape>> keys;
+  for (const auto& [n, t] : model_state) keys.emplace_back(n, t.shape());
+  model_->checkStateDict(keys, true);
+  optimizer_->checkStateDict(optim_state);
+  model_->loadStateDict(model_state, true);
+  optimizer_->loadStateDict(optim_state);
+  step_ = info.step;
+  samples_seen_ = info.samples_seen;
+  elapsed_s_ = info.elapsed_s;
+  RandomState rs;
+  rs.seed = std::stoull(meta.at("rng_seed").get<std::string>());
+  rs.offset = std::stoull(meta.at("rng_offset").get<std::string>());
+  setRngState(rs);
+  loader_->seek(info.position);
+  last_eval_step_ = step_;
+}
+
+}  // namespace lathe::train
