@@ -7,6 +7,7 @@
 #include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdint>
 
 #include "core/base/Error.h"
@@ -36,6 +37,56 @@ inline unsigned blocksFor(int64_t n, int threads = 256) {
   int64_t b = (n + threads - 1) / threads;
   if (b > 65535LL * 32) b = 65535LL * 32;
   return static_cast<unsigned>(b < 1 ? 1 : b);
+}
+
+// Streaming multiprocessors of `device` (queried once per device).
+inline int smCount(int device) {
+  static std::atomic<int> cache[64];
+  std::atomic<int>* slot = device >= 0 && device < 64 ? &cache[device] : nullptr;
+  if (slot) {
+    const int known = slot->load(std::memory_order_relaxed);
+    if (known > 0) return known;
+  }
+  int n = 0;
+  LATHE_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device));
+  if (n < 1) n = 1;
+  if (slot) slot->store(n, std::memory_order_relaxed);
+  return n;
+}
+
+// Blocks of `threads` that fit on one SM at once for kKernel (queried once per kernel; the
+// devices of one process are assumed to be of one architecture).
+template <auto kKernel>
+int residentBlocksPerSm(int threads) {
+  static const int blocks = [threads] {
+    int b = 0;
+    LATHE_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, kKernel, threads, 0));
+    return b < 1 ? 1 : b;
+  }();
+  return blocks;
+}
+
+// A grid of at most one full wave of kKernel on `device` (grid-stride kernels), at least 1.
+template <auto kKernel>
+unsigned residentGrid(int device, int threads, int64_t wanted_blocks) {
+  const int64_t wave =
+      static_cast<int64_t>(smCount(device)) * residentBlocksPerSm<kKernel>(threads);
+  const int64_t b = wanted_blocks < wave ? wanted_blocks : wave;
+  return static_cast<unsigned>(b < 1 ? 1 : b);
+}
+
+// kN elements of T moved as one aligned access (16 bytes when kN = kVecWidth<T>).
+template <typename T, int kN>
+struct alignas(sizeof(T) * kN) Pack {
+  T v[kN];
+};
+// Elements of T in one 16-byte access.
+template <typename T>
+inline constexpr int kVecWidth = sizeof(T) >= 16 ? 1 : static_cast<int>(16 / sizeof(T));
+
+// Whether p is a multiple of `bytes` (a power of two).
+inline bool isAligned(const void* p, size_t bytes) {
+  return (reinterpret_cast<uintptr_t>(p) & (bytes - 1)) == 0;
 }
 
 // Arithmetic type for a storage type: float for the 16/8-bit floats.

@@ -3,6 +3,9 @@
 // real by `scripts/lathe gpu-check` on the GPU machine.
 #include <gtest/gtest.h>
 
+#include <deque>
+#include <string>
+
 #include "kernels/cuda/CudaBackend.h"
 #include "tests/OpTestUtil.h"
 
@@ -79,7 +82,7 @@ std::vector<GpuCase> cases() {
       {"sum_mean_dims",
        {{6, 7, 300}},
        [](auto& x) {
-         return add(sum(x[0], {0, 2}), mean(x[0], {1, 2}));
+         return add(sum(x[0], {0, 2}), mean(x[0].transpose(0, 1), {1, 2}));
        }},
       {"max_min", {{20, 513}}, [](auto& x) { return add(max(x[0], {1}), min(x[0], {1})); }},
       {"views_transpose",
@@ -164,6 +167,148 @@ TEST_P(CudaOps, MatchesCpuInBf16) {
 
 INSTANTIATE_TEST_SUITE_P(Gpu, CudaOps, ::testing::ValuesIn(cases()),
                          [](const auto& info) { return std::string(info.param.name); });
+
+// The fast paths of the elementwise and norm kernels at their edges: sizes not a multiple of the
+// 16-byte pack, inputs at element offsets (misaligned), bias / column / scalar broadcasts, rows
+// of 1..5000 elements (every threads-per-row choice, packed and element-wise), and one row too
+// long for registers (the one-block-per-row kernels).
+Tensor offsetRows(const Tensor& x, int64_t rows, int64_t cols, int64_t offset) {
+  return x.slice(0, offset, offset + rows * cols).view({rows, cols});
+}
+
+// A case name that lives as long as the test registry (GpuCase holds a C string).
+const char* caseName(std::string s) {
+  static std::deque<std::string> names;
+  return names.emplace_back(std::move(s)).c_str();
+}
+
+std::vector<GpuCase> fastPathCases() {
+  std::vector<GpuCase> c = {
+      {"add_odd_1003", {{1003}, {1003}}, [](auto& x) { return add(x[0], x[1]); }},
+      {"mul_grid_stride", {{3, 70001}, {3, 70001}}, [](auto& x) { return mul(x[0], x[1]); }},
+      {"sub_both_offset",
+       {{1001}, {1001}},
+       [](auto& x) { return sub(x[0].slice(0, 1, 1001), x[1].slice(0, 1, 1001)); }},
+      {"add_offsets_differ",
+       {{1001}, {1001}},
+       [](auto& x) { return add(x[0].slice(0, 3, 1001), x[1].slice(0, 0, 998)); }},
+      {"bias_add_768", {{64, 768}, {768}}, [](auto& x) { return add(x[0], x[1]); }},
+      {"bias_add_first", {{768}, {24, 768}}, [](auto& x) { return add(x[0], x[1]); }},
+      {"bias_add_odd_77", {{33, 77}, {77}}, [](auto& x) { return add(x[0], x[1]); }},
+      {"bias_mul_offset",
+       {{16, 128}, {129}},
+       [](auto& x) { return mul(x[0], x[1].slice(0, 1, 129)); }},
+      {"position_add_3d", {{4, 9, 40}, {9, 40}}, [](auto& x) { return add(x[0], x[1]); }},
+      {"column_broadcast", {{40, 96}, {40, 1}}, [](auto& x) { return sub(x[0], x[1]); }},
+      {"column_broadcast_odd", {{7, 13}, {7, 1}}, [](auto& x) { return mul(x[1], x[0]); }},
+      {"scalar_broadcast", {{999}, {1}}, [](auto& x) { return mul(x[0], x[1]); }},
+      {"div_square_odd", {{517}, {517}}, [](auto& x) { return div(x[0], add(square(x[1]), 1.0)); }},
+      {"unary_offset", {{2005}}, [](auto& x) { return gelu(x[0].slice(0, 5, 2005)); }},
+      {"unary_odd_chain", {{4099}}, [](auto& x) { return add(silu(x[0]), mul(tanh(x[0]), 3.0)); }},
+      {"compare_where_odd",
+       {{1003}, {1003}},
+       [](auto& x) { return where(gt(x[0], x[1]), x[0], mul(x[1], 2.0)); }},
+      {"layer_norm_no_affine_768",
+       {{33, 768}},
+       [](auto& x) { return layerNorm(x[0], Tensor(), Tensor()); }},
+      {"layer_norm_offset_rows",
+       {{1 + 6 * 256}, {256}, {256}},
+       [](auto& x) { return layerNorm(offsetRows(x[0], 6, 256, 1), x[1], x[2]); }},
+      {"rms_norm_offset_rows",
+       {{3 + 5 * 520}, {520}},
+       [](auto& x) { return rmsNorm(offsetRows(x[0], 5, 520, 3), x[1]); }},
+      {"layer_norm_weight_only_1500",
+       {{7, 1500}, {1500}},
+       [](auto& x) { return layerNorm(x[0], x[1], Tensor()); }},
+      {"layer_norm_many_rows",
+       {{3000, 64}, {64}, {64}},
+       [](auto& x) { return layerNorm(x[0], x[1], x[2]); }},
+      {"rms_norm_many_rows_odd", {{2001, 100}, {100}}, [](auto& x) { return rmsNorm(x[0], x[1]); }},
+      {"layer_norm_too_long_for_registers",
+       {{3, 20000}, {20000}, {20000}},
+       [](auto& x) { return layerNorm(x[0], x[1], x[2]); }},
+  };
+  for (int64_t C : {1, 2, 3, 5, 8, 31, 64, 300, 767, 768, 1024, 1025, 2051, 4096, 5000}) {
+    c.push_back({caseName("layer_norm_c" + std::to_string(C)), {{9, C}, {C}, {C}}, [](auto& x) {
+                   return layerNorm(x[0], x[1], x[2]);
+                 }});
+    c.push_back({caseName("rms_norm_c" + std::to_string(C)), {{9, C}, {C}}, [](auto& x) {
+                   return rmsNorm(x[0], x[1]);
+                 }});
+  }
+  return c;
+}
+
+class CudaFastPaths : public ::testing::TestWithParam<GpuCase> {};
+
+TEST_P(CudaFastPaths, MatchesCpuInF32) {
+  LATHE_REQUIRE_GPU();
+  compareOnGpu(GetParam(), DType::f32);
+}
+
+TEST_P(CudaFastPaths, MatchesCpuInBf16) {
+  LATHE_REQUIRE_GPU();
+  compareOnGpu(GetParam(), DType::bf16);
+}
+
+TEST_P(CudaFastPaths, MatchesCpuInF16) {
+  LATHE_REQUIRE_GPU();
+  compareOnGpu(GetParam(), DType::f16);
+}
+
+INSTANTIATE_TEST_SUITE_P(Gpu, CudaFastPaths, ::testing::ValuesIn(fastPathCases()),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+// The output at an element offset too (the op layer always allocates it aligned): every
+// combination of output / input misalignment takes the packed head-body-tail path or the scalar
+// one, writes exactly the n elements of its view, and matches the CPU backend.
+TEST(CudaBackend, FlatElementwiseAtEveryAlignment) {
+  LATHE_REQUIRE_GPU();
+  manualSeed(21);
+  Backend& cpu = backendFor(DeviceType::cpu);
+  Backend& gpu = backendFor(DeviceType::cuda);
+  const int64_t offsets[][3] = {{0, 0, 0}, {1, 1, 1}, {3, 3, 3}, {7, 7, 7}, {1, 0, 1}, {0, 2, 5}};
+  for (DType dtype : {DType::f32, DType::bf16, DType::f16}) {
+    // The last size makes every block of the one-wave grid loop several times.
+    for (int64_t n : {int64_t{1}, int64_t{5}, int64_t{8}, int64_t{13}, int64_t{64}, int64_t{1000},
+                      int64_t{4101}, (int64_t{1} << 23) + 3}) {
+      Tensor xc = test::uniform({n + 8}, -2, 2, dtype), yc = test::uniform({n + 8}, -2, 2, dtype);
+      Tensor xg = xc.to(kGpu), yg = yc.to(kGpu);
+      for (const auto& o : offsets) {
+        if (n > 5000 && o[0] != o[1]) continue;  // the large size: packed paths only (time)
+        const std::string what = std::string(dtypeName(dtype)) + " n=" + std::to_string(n) +
+                                 " offsets " + std::to_string(o[0]) + "," + std::to_string(o[1]) +
+                                 "," + std::to_string(o[2]);
+        auto view = [&](const Tensor& t, int64_t off) { return t.slice(0, off, off + n); };
+        for (DType out_dtype : {dtype, DType::b8}) {
+          const bool compare = out_dtype == DType::b8;
+          Tensor oc = Tensor::zeros({n + 8}, out_dtype);
+          Tensor og = Tensor::empty({n + 8}, out_dtype, kGpu);
+          const BinaryOp op = compare ? BinaryOp::lt : BinaryOp::mul;
+          cpu.binary(op, view(xc, o[1]), view(yc, o[2]), view(oc, o[0]));
+          gpu.binary(op, view(xg, o[1]), view(yg, o[2]), view(og, o[0]));
+          Tensor got = og.to(Device::cpu());
+          test::expectClose(view(got, o[0]).to(DType::f64), view(oc, o[0]).to(DType::f64),
+                            tolFor(dtype), tolFor(dtype), what + (compare ? " lt" : " mul"));
+          if (!compare) {  // the poisoned (NaN) elements around the view are untouched
+            const std::vector<double> all = got.toDoubles();
+            int64_t outside = 0;
+            for (int64_t i = 0; i < n + 8; ++i)
+              if ((i < o[0] || i >= o[0] + n) && !std::isnan(all[static_cast<size_t>(i)]))
+                ++outside;
+            EXPECT_EQ(outside, 0) << what << ": wrote outside its output view";
+          }
+        }
+        Tensor uc = Tensor::zeros({n + 8}, dtype), ug = Tensor::empty({n + 8}, dtype, kGpu);
+        cpu.unary(UnaryOp::affine, view(xc, o[1]), view(uc, o[0]), 1.5, -0.25);
+        gpu.unary(UnaryOp::affine, view(xg, o[1]), view(ug, o[0]), 1.5, -0.25);
+        test::expectClose(view(ug.to(Device::cpu()), o[0]).to(DType::f64),
+                          view(uc, o[0]).to(DType::f64), tolFor(dtype), tolFor(dtype),
+                          what + " affine");
+      }
+    }
+  }
+}
 
 TEST(CudaBackend, CrossEntropyMatchesCpu) {
   LATHE_REQUIRE_GPU();
