@@ -159,4 +159,14 @@ inline void compareWithReference(const TensorFn& fn, const std::vector<Tensor>& 
                 name + " (grad " + std::to_string(i) + ")");
 }
 
+// One row of a table-driven gradcheck: named inputs (leaves requiring grad) and the function.
+struct GradCase {
+  const char* name;
+  std::function<std::vector<Tensor>()> inputs;
+  TensorFn fn;
+};
+inline void PrintTo(const GradCase& c, std::ostream* os) {
+  *os << c.name;
+}
+
 }  // namespace lathe::test

@@ -8,11 +8,7 @@ namespace {
 using test::gradcheck;
 using test::uniform;
 
-struct GradCase {
-  const char* name;
-  std::function<std::vector<Tensor>()> inputs;
-  test::TensorFn fn;
-};
+using test::GradCase;
 
 Tensor req(Tensor t) {
   return t.setRequiresGrad(true);
@@ -165,10 +161,6 @@ std::vector<GradCase> cases() {
        },
        [](auto& x) { return add(tril(x[0], -1), triu(x[0], 1)); }},
   };
-}
-
-void PrintTo(const GradCase& c, std::ostream* os) {
-  *os << c.name;
 }
 
 class GradcheckElementwise : public ::testing::TestWithParam<GradCase> {};

@@ -8,11 +8,7 @@ namespace {
 using test::gradcheck;
 using test::uniform;
 
-struct GradCase {
-  const char* name;
-  std::function<std::vector<Tensor>()> inputs;
-  test::TensorFn fn;
-};
+using test::GradCase;
 
 Tensor req(Tensor t) {
   return t.setRequiresGrad(true);
@@ -175,10 +171,6 @@ std::vector<GradCase> cases() {
          return linear(h.reshape({2, 8}), x[2]);
        }},
   };
-}
-
-void PrintTo(const GradCase& c, std::ostream* os) {
-  *os << c.name;
 }
 
 class GradcheckLinalgConv : public ::testing::TestWithParam<GradCase> {};

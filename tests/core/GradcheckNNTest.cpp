@@ -9,11 +9,7 @@ namespace {
 using test::gradcheck;
 using test::uniform;
 
-struct GradCase {
-  const char* name;
-  std::function<std::vector<Tensor>()> inputs;
-  test::TensorFn fn;
-};
+using test::GradCase;
 
 Tensor req(Tensor t) {
   return t.setRequiresGrad(true);
@@ -236,10 +232,6 @@ std::vector<GradCase> cases() {
          return embedding(x[0], ids({1, 4, 1, 0, 1, 4}, {2, 3}));
        }},
   };
-}
-
-void PrintTo(const GradCase& c, std::ostream* os) {
-  *os << c.name;
 }
 
 class GradcheckNN : public ::testing::TestWithParam<GradCase> {};
