@@ -1,8 +1,10 @@
-// lathe: the GUI workbench. `lathe --version` prints the build's capabilities without a display.
+// lathe: the GUI workbench. `lathe --version` prints the build's capabilities without a display;
+// `lathe --db PATH` opens (or creates) that run database instead of the default one.
 #include <QApplication>
 #include <QIcon>
 #include <cstring>
 #include <iostream>
+#include <string>
 
 #include "core/base/BuildInfo.h"
 #include "kernels/Backends.h"
@@ -15,6 +17,8 @@ int main(int argc, char** argv) {
     std::cerr << "lathe: " << e.what() << "\n";
     return 2;
   }
+  lathe::ui::WorkbenchSettings settings;
+  bool db_given = false;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--version") == 0 || std::strcmp(argv[i], "-V") == 0) {
       lathe::addCapability("Qt", qVersion());
@@ -22,8 +26,25 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0) {
-      std::cout << "usage: lathe [--version] [Qt options]\nOpens the Lathe workbench.\n";
+      std::cout << "usage: lathe [--db PATH] [--version] [Qt options]\n"
+                   "Opens the Lathe workbench.\n"
+                   "  --db PATH   the run database (default: the settings' store/db_path, else "
+                   "$XDG_DATA_HOME/lathe/runs.db or ~/.local/share/lathe/runs.db)\n";
       return 0;
+    }
+    if (std::strcmp(argv[i], "--db") == 0 || std::strncmp(argv[i], "--db=", 5) == 0) {
+      std::string path;
+      if (argv[i][4] == '=') {
+        path = argv[i] + 5;
+      } else if (i + 1 < argc) {
+        path = argv[++i];
+      }
+      if (path.empty()) {
+        std::cerr << "lathe: --db needs a path\n";
+        return 2;
+      }
+      settings.db_path = QString::fromLocal8Bit(path.c_str());
+      db_given = true;
     }
   }
   QApplication app(argc, argv);
@@ -32,7 +53,8 @@ int main(int argc, char** argv) {
   QApplication::setApplicationVersion(lathe::version());
   QApplication::setWindowIcon(QIcon(":/lathe/icons/lathe.svg"));
   lathe::addCapability("Qt", qVersion());
-  lathe::ui::MainWindow window;
+  if (!db_given) settings = lathe::ui::WorkbenchSettings::load();
+  lathe::ui::MainWindow window(settings);
   window.show();
   return QApplication::exec();
 }

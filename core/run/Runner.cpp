@@ -224,7 +224,15 @@ void Runner::execute() {
     train::TrainOptions topt = config_.trainOptions();
     topt.checkpoint_path = ckpt;
     const int64_t total = train::plannedSteps(topt, data.train->size());
-    optim::LrSchedule schedule(lr, config_.scheduleOptions(total));
+    optim::LrScheduleOptions sched = config_.scheduleOptions(total);
+    if (sched.warmup_steps >= total) {
+      const int64_t w = total / 10;
+      log("training.schedule.warmup_steps (" + std::to_string(sched.warmup_steps) +
+          ") is not below the run's " + std::to_string(total) + " steps; using " +
+          std::to_string(w) + " warm-up steps");
+      sched.warmup_steps = w;
+    }
+    optim::LrSchedule schedule(lr, sched);
     const ModelInfo info = model->info();
     const data::TaskKind task = data.task;
     const Shape input_shape = data.input_shape;
@@ -425,6 +433,8 @@ void RunQueue::subscribe(std::function<void(const RunEvent&)> fn) {
 void RunQueue::start() {
   std::lock_guard<std::mutex> l(mutex_);
   if (started_) return;
+  // A previous loop that emptied the queue has left its critical sections: join it.
+  if (thread_.joinable()) thread_.join();
   started_ = true;
   thread_ = std::thread([this] { loop(); });
 }
@@ -452,6 +462,7 @@ void RunQueue::loop() {
         db.setStatus(r->runId(), store::Status::cancelled, "queue cancelled");
     }
     pending_.clear();
+    stop_ = false;  // the queue can be used again
   }
   started_ = false;
   cv_.notify_all();

@@ -242,6 +242,13 @@ TEST_F(RunnerTest, QueueRunsConfigsInOrder) {
   q.start();
   q.wait();
   EXPECT_EQ(order, (std::vector<int64_t>{a, b}));
+  // The queue serves again after it ran empty.
+  nlohmann::json c = config(1);
+  c["training"]["schedule"] = {{"kind", "cosine"}, {"warmup_steps", 1000}};  // longer than the run
+  const int64_t d = q.add(RunConfig::parse(c, dir_.string()));
+  q.start();
+  q.wait();
+  EXPECT_EQ(order, (std::vector<int64_t>{a, b, d}));
 }
 
 }  // namespace
