@@ -1,6 +1,6 @@
 // Tensor-core FlashAttention-2 for f16/bf16, head dim 64 and 128 (see FlashAttention.h for the
 // contract). Plain sm_80-style code: mma.sync.m16n8k16 (f32 accumulate), ldmatrix, cp.async
-// double buffering; it runs on sm_90 as is.
+// multi-stage buffering with one block barrier per tile; it runs on sm_90 as is.
 //
 // ---- Fragment layouts (PTX ISA, mma.m16n8k16 with 16-bit inputs) -------------------------------
 // lane = threadIdx.x % 32, g = lane / 4 ("groupID"), t = lane % 4 ("thread in group").
@@ -37,12 +37,15 @@
 // the CPU, bank-conflict freedom included.) The tiles start 256-byte aligned.
 //
 // ---- Forward (per block: 128 query rows of one (b, h); 4 warps x 32 rows) ---------------------
-// K/V tiles of 64 keys are double buffered (cp.async, zero-filled past S). S = Q K^T per warp in
-// registers (32 x 64 f32), masking only on tiles that need it (causal diagonal, padding, S
-// edge), online softmax in base 2 with the running max in raw score units, P packed to 16 bits
-// and O += P V. Q lives in registers (D 64) or is re-read from shared memory (D 128, registers
-// are needed for the 32 x 128 O accumulator). The output goes through shared memory for 16-byte
-// coalesced stores. Blocks are launched heaviest first (causal: last query block first).
+// K/V tiles of 64 keys go through a ring of cp.async stages (zero-filled past S): 3 stages at D 64
+// (prefetch two tiles ahead), 2 at D 128 (where 3 would leave room for only one block per SM).
+// The prefetch is issued after the tile's barrier, into the stage every warp has just finished,
+// so one barrier per tile suffices. S = Q K^T per warp in registers (32 x 64 f32), masking only
+// on tiles that need it (causal diagonal, padding, S edge), online softmax in base 2 with the
+// running max in raw score units, P packed to 16 bits and O += P V. Q lives in registers (D 64) or
+// is re-read from shared memory (D 128, registers are needed for the 32 x 128 O accumulator). The
+// output goes through shared memory for 16-byte coalesced stores. Blocks are launched heaviest
+// first (causal: last query block first).
 //
 // ---- Backward (per block: 128 keys of one (b, hkv); 8 warps x 16 keys) ------------------------
 // A prep kernel computes delta = rowsum(dO * O), lse2 = lse * log2(e) (+inf for rows with no
@@ -51,9 +54,12 @@
 // (64 rows, double buffered Q, dO, lse2, delta) of every query head of its kv group. Each warp
 // computes S^T = K_w Q^T and dP^T = V_w dO^T for its 16 keys, so P^T and dS^T come out as C
 // fragments that are directly the A operands of dV += P^T dO and dK += dS^T Q (no shared
-// memory round trip). dS^T is then written to shared memory and dQ_partial = dS K is computed
-// with the 8 warps tiled 2 (32 query rows) x 4 (D/4 columns) and added to the f32 accumulator
-// with vector atomics (red.global.add.v2.f32). A last kernel scales and converts dQ.
+// memory round trip). dS^T is then written to shared memory (double buffered), and after the
+// next step's barrier dQ_partial = dS K of the finished step is computed with the 8 warps tiled
+// 2 (32 query rows) x 4 (D/4 columns) and added to the f32 accumulator with vector atomics
+// (red.global.add.v2.f32). So each step has one block barrier, not two (one before and one
+// after the dS^T exchange), and the dQ work of step i overlaps across warps with step i + 1's
+// S^T. A last kernel scales and converts dQ.
 // Why atomics rather than a separate dQ kernel: a dQ kernel would recompute S and dP (7 GEMMs
 // per tile instead of 5, +40% tensor work); the atomics are fire-and-forget reductions that
 // overlap with the next tile's math, and with 128-key blocks each dQ element receives S/128
@@ -209,8 +215,11 @@ struct FwdCfg {
   static constexpr int kBr = 16 * kMT * kWarps, kBc = 64;
   static constexpr int kRB = 2 * D;
   static constexpr bool kQRegs = D <= 64;  // Q fragments kept in registers
-  // Q, 2 x (K, V), and 256 bytes to align the base.
-  static constexpr size_t kSmem = size_t(kBr) * kRB + 4 * size_t(kBc) * kRB + 256;
+  // K/V ring: 3 stages (prefetch two tiles ahead) where 2 blocks per SM still fit (D 64: 64 KB
+  // per block), else 2 (D 128: 96 KB per block).
+  static constexpr int kStages = D <= 64 ? 3 : 2;
+  // Q, kStages x (K, V), and 256 bytes to align the base.
+  static constexpr size_t kSmem = size_t(kBr) * kRB + 2 * kStages * size_t(kBc) * kRB + 256;
 };
 
 template <typename E, int D>
@@ -226,12 +235,13 @@ __global__ void __launch_bounds__(FwdCfg<D>::kThreads, 2) flashFwdKernel(const F
   constexpr int kNS = kBc / 8;  // n-tiles of S
   constexpr int kNO = D / 8;    // n-tiles of O
   constexpr bool kQRegs = Cfg::kQRegs;
+  constexpr int kStages = Cfg::kStages;
   constexpr uint32_t kKVBytes = kBc * kRB;
 
   extern __shared__ __align__(128) unsigned char smem[];
   const uint32_t sQ = (smemAddr(smem) + 255u) & ~255u;
-  const uint32_t sK = sQ + kBr * kRB;     // 2 stages
-  const uint32_t sV = sK + 2 * kKVBytes;  // 2 stages
+  const uint32_t sK = sQ + kBr * kRB;           // kStages stages
+  const uint32_t sV = sK + kStages * kKVBytes;  // kStages stages
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int g = lane >> 2, tq = lane & 3;
@@ -275,8 +285,12 @@ __global__ void __launch_bounds__(FwdCfg<D>::kThreads, 2) flashFwdKernel(const F
       cpAsync16(sV + so + i * kRS * kRB, vs + i * kRS * D, i * kRS < lim);
     }
   };
-  if (nt > 0) loadKV(0, 0);
-  cpAsyncCommit();
+  // Prologue: tiles 0 .. kStages - 2, one commit group each (Q rides in the first).
+#pragma unroll
+  for (int i = 0; i < kStages - 1; ++i) {
+    if (i < nt) loadKV(i, i);
+    cpAsyncCommit();
+  }
 
   float o[kMT][kNO][4];
   float mrow[kMT][2], lrow[kMT][2];  // running max (raw score units) and partial row sums
@@ -293,12 +307,19 @@ __global__ void __launch_bounds__(FwdCfg<D>::kThreads, 2) flashFwdKernel(const F
   const uint32_t qWarp = sQ + warp * (16 * kMT) * kRB;  // this warp's 32 rows
   const float sl2 = p.sl2;
 
+  // One barrier per tile: after it, tile t is visible and every warp is done with tile t - 1,
+  // whose stage the prefetch of tile t + kStages - 1 then refills.
+  int stage = 0;  // t % kStages
   for (int t = 0; t < nt; ++t) {
-    if (t + 1 < nt) loadKV(t + 1, (t + 1) & 1);
-    cpAsyncCommit();
-    cpAsyncWait<1>();  // everything but the prefetch just issued: Q and tile t are in
+    cpAsyncWait<kStages - 2>();  // the groups of tiles t + 1 .. t + kStages - 2 may be in flight
     __syncthreads();
-    const uint32_t kS = sK + (t & 1) * kKVBytes, vS = sV + (t & 1) * kKVBytes;
+    {
+      const int pf = t + kStages - 1;
+      if (pf < nt) loadKV(pf, stage == 0 ? kStages - 1 : stage - 1);
+      cpAsyncCommit();
+    }
+    const uint32_t kS = sK + stage * kKVBytes, vS = sV + stage * kKVBytes;
+    stage = stage + 1 == kStages ? 0 : stage + 1;
     if constexpr (kQRegs) {
       if (t == 0) {
 #pragma unroll
@@ -419,7 +440,6 @@ __global__ void __launch_bounds__(FwdCfg<D>::kThreads, 2) flashFwdKernel(const F
         }
       }
     }
-    __syncthreads();  // stage t & 1 is refilled by the next iteration's prefetch
   }
 
   // Epilogue: O / l through this warp's own rows of the Q tile, then 16-byte stores.
@@ -525,12 +545,12 @@ struct BwdCfg {
   static constexpr int kBc = 16 * kWarps;  // keys per block, 16 per warp
   static constexpr int kBr = 64;           // query rows per step
   static constexpr int kRB = 2 * D;
-  static constexpr int kRBS = 2 * kBr;                     // dS^T tile: [kBc][kBr]
-  static constexpr size_t kSmem = 2 * size_t(kBc) * kRB    // K, V
-                                  + 4 * size_t(kBr) * kRB  // 2 x (Q, dO)
-                                  + size_t(kBc) * kRBS     // dS^T
-                                  + 4 * size_t(kBr) * 4    // 2 x (lse2, delta)
-                                  + 256;                   // to align the base
+  static constexpr int kRBS = 2 * kBr;                      // dS^T tile: [kBc][kBr]
+  static constexpr size_t kSmem = 2 * size_t(kBc) * kRB     // K, V
+                                  + 4 * size_t(kBr) * kRB   // 2 x (Q, dO)
+                                  + 2 * size_t(kBc) * kRBS  // 2 x dS^T
+                                  + 4 * size_t(kBr) * 4     // 2 x (lse2, delta)
+                                  + 256;                    // to align the base
 };
 
 template <typename E, int D>
@@ -545,15 +565,15 @@ __global__ void __launch_bounds__(BwdCfg<D>::kThreads, 1) flashBwdKernel(const B
   constexpr int kNQ = kBr / 8;  // n-tiles of S^T (queries)
   constexpr int kND = D / 8;    // n-tiles of dK, dV
   constexpr int kDQN = D / 32;  // n-tiles of a warp's dQ part (D / 4 columns)
-  constexpr uint32_t kKBytes = kBc * kRB, kQBytes = kBr * kRB;
+  constexpr uint32_t kKBytes = kBc * kRB, kQBytes = kBr * kRB, kSBytes = kBc * kRBS;
 
   extern __shared__ __align__(128) unsigned char smem[];
   const uint32_t sK = (smemAddr(smem) + 255u) & ~255u;
   const uint32_t sV = sK + kKBytes;
   const uint32_t sQ = sV + kKBytes;        // 2 stages
   const uint32_t sdO = sQ + 2 * kQBytes;   // 2 stages
-  const uint32_t sdS = sdO + 2 * kQBytes;  // [kBc][kBr]
-  const uint32_t sL = sdS + kBc * kRBS;    // 2 stages of kBr floats
+  const uint32_t sdS = sdO + 2 * kQBytes;  // 2 stages of [kBc][kBr]
+  const uint32_t sL = sdS + 2 * kSBytes;   // 2 stages of kBr floats
   const uint32_t sDl = sL + 2 * kBr * 4;   // 2 stages of kBr floats
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
@@ -587,9 +607,18 @@ __global__ void __launch_bounds__(BwdCfg<D>::kThreads, 1) flashBwdKernel(const B
       cpAsync16(sV + ldOff + i * kRS * kRB, vg + o + i * kRS * D, ok);
     }
   }
-  // Loads step `it` (query head hk * group + it / nmb, query block mb0 + it % nmb).
-  auto loadQ = [&](int it, int stage) {
-    const int gi = it / nmb, m0 = (mb0 + it % nmb) * kBr;
+  // Steps run over (query head hk * group + gi, query block mb) with mb fastest; Step tracks one
+  // without divisions.
+  struct Step {
+    int gi, mb;
+  };
+  auto advance = [&](Step st) {
+    if (++st.mb == mb0 + nmb) st.mb = mb0, ++st.gi;
+    return st;
+  };
+  // Loads step `s` into Q / dO / lse2 / delta stage `stage`.
+  auto loadQ = [&](Step s, int stage) {
+    const int gi = s.gi, m0 = s.mb * kBr;
     const int64_t row0 = (static_cast<int64_t>(b) * p.H + hk * group + gi) * T + m0;
     const int64_t o = (row0 + lr) * D + lc * 8;
     const E* qs = qg + o;
@@ -607,7 +636,8 @@ __global__ void __launch_bounds__(BwdCfg<D>::kThreads, 1) flashBwdKernel(const B
       cpAsync4((tid < kBr ? sL : sDl) + (stage * kBr + r) * 4, src, m0 + r < T);
     }
   };
-  if (iters > 0) loadQ(0, 0);
+  Step cur{0, mb0};
+  if (iters > 0) loadQ(cur, 0);
   cpAsyncCommit();
 
   // This lane's keys (rows of S^T): j0 and j0 + 8.
@@ -634,16 +664,78 @@ __global__ void __launch_bounds__(BwdCfg<D>::kThreads, 1) flashBwdKernel(const B
   const int wm = warp & 1, wn = warp >> 1;  // dQ tiling: 32 query rows x D/4 columns
   const float sl2 = p.sl2;
 
-  for (int it = 0; it < iters; ++it) {
-    cpAsyncWait<0>();
-    __syncthreads();  // step it is in; every warp is done with step it - 1
-    if (it + 1 < iters) loadQ(it + 1, (it + 1) & 1);
-    cpAsyncCommit();
-    const int st = it & 1;
-    const int gi = it / nmb, m0 = (mb0 + it % nmb) * kBr;
-    const int h = hk * group + gi;
-    const uint32_t qS = sQ + st * kQBytes, oS = sdO + st * kQBytes;
+  // dQ_partial = dS K of a finished step (rows m0.., query head h) from its dS^T stage dsS:
+  // rows wm*32.. +32, columns wn*D/4.. +D/4, contraction over the 128 keys, A = dS from dS^T
+  // (pattern B, .trans), B from K rows = keys (pattern A, .trans); added to the f32 accumulator
+  // with vector atomics.
+  auto dqStep = [&](int h, int m0, uint32_t dsS) {
+    float dq[2][kDQN][4];
+#pragma unroll
+    for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+      for (int n = 0; n < kDQN; ++n)
+        dq[mt][n][0] = dq[mt][n][1] = dq[mt][n][2] = dq[mt][n][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < kBc / 16; ++kk) {
+      uint32_t a[2][4];
+#pragma unroll
+      for (int mt = 0; mt < 2; ++mt)
+        ldsm4t(a[mt], dsS + kk * 16 * kRBS + (bBS ^ ((wm * 2 + mt) << 5)));
+#pragma unroll
+      for (int np = 0; np < kDQN / 2; ++np) {
+        uint32_t kb[4];
+        ldsm4t(kb, sK + kk * 16 * kRB + (bA ^ ((wn * (kDQN / 2) + np) << 5)));
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt) {
+          mma<E>(dq[mt][2 * np], a[mt], kb[0], kb[1]);
+          mma<E>(dq[mt][2 * np + 1], a[mt], kb[2], kb[3]);
+        }
+      }
+    }
+    float* dqg = p.dqacc + (static_cast<int64_t>(b) * p.H + h) * T * D;
+#pragma unroll
+    for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) {
+        const int row = m0 + wm * 32 + mt * 16 + g + 8 * hh;
+        if (row < T) {
+          float* dst = dqg + static_cast<int64_t>(row) * D + wn * (D / 4) + 2 * tq;
+#pragma unroll
+          for (int n = 0; n < kDQN; ++n) {
+#if __CUDA_ARCH__ >= 900
+            atomicAdd(reinterpret_cast<float2*>(dst + 8 * n),
+                      make_float2(dq[mt][n][2 * hh], dq[mt][n][2 * hh + 1]));
+#else
+            atomicAdd(dst + 8 * n, dq[mt][n][2 * hh]);
+            atomicAdd(dst + 8 * n + 1, dq[mt][n][2 * hh + 1]);
+#endif
+          }
+        }
+      }
+  };
 
+  // One barrier per step. After the barrier of step it: Q, dO, lse2, delta of step it are in;
+  // dS^T of step it - 1 (stage (it - 1) & 1) is complete, so its dQ part is done now; and every
+  // warp is done with step it - 1's Q stage (refilled by the prefetch of step it + 1) and with
+  // dS^T stage it & 1 (last read by the dQ of step it - 2). The extra pass it == iters only
+  // finishes the dQ of the last step.
+  int prev_h = 0, prev_m0 = 0;
+  for (int it = 0; it <= iters; ++it) {
+    cpAsyncWait<0>();
+    __syncthreads();
+    const Step nxt = advance(cur);
+    if (it + 1 < iters) loadQ(nxt, (it + 1) & 1);
+    cpAsyncCommit();
+    if (it > 0) dqStep(prev_h, prev_m0, sdS + ((it - 1) & 1) * kSBytes);
+    if (it == iters) break;
+    const int st = it & 1;
+    const int m0 = cur.mb * kBr;
+    const int h = hk * group + cur.gi;
+    prev_h = h;
+    prev_m0 = m0;
+    cur = nxt;
+    const uint32_t qS = sQ + st * kQBytes, oS = sdO + st * kQBytes;
+    const uint32_t dsS = sdS + st * kSBytes;
     const uint32_t lS = sL + st * kBr * 4, dlS = sDl + st * kBr * 4;
 
     // S^T = K_w Q^T: rows = this warp's 16 keys (A from K, pattern A), columns = queries (B from
@@ -743,7 +835,7 @@ __global__ void __launch_bounds__(BwdCfg<D>::kThreads, 1) flashBwdKernel(const B
         for (int e = 0; e < 4; ++e) {
           const int n = 2 * (half * kH / 2 + kk) + (e >> 1);
           const int r = warp * 16 + g + 8 * (e & 1);
-          stShared32(sdS + swz<kRBS>(r, n) + 4 * tq, d[e]);
+          stShared32(dsS + swz<kRBS>(r, n) + 4 * tq, d[e]);
         }
       }
     }
@@ -757,57 +849,7 @@ __global__ void __launch_bounds__(BwdCfg<D>::kThreads, 1) flashBwdKernel(const B
         mma<E>(dk[2 * dp], da[kk], qb[0], qb[1]);
         mma<E>(dk[2 * dp + 1], da[kk], qb[2], qb[3]);
       }
-    __syncthreads();
-
-    // dQ_partial = dS K for rows wm*32.. +32, columns wn*D/4.. +D/4, contraction over the 128
-    // keys: A = dS from dS^T (pattern B, .trans), B from K rows = keys (pattern A, .trans).
-    float dq[2][kDQN][4];
-#pragma unroll
-    for (int mt = 0; mt < 2; ++mt)
-#pragma unroll
-      for (int n = 0; n < kDQN; ++n)
-        dq[mt][n][0] = dq[mt][n][1] = dq[mt][n][2] = dq[mt][n][3] = 0.f;
-#pragma unroll
-    for (int kk = 0; kk < kBc / 16; ++kk) {
-      uint32_t a[2][4];
-#pragma unroll
-      for (int mt = 0; mt < 2; ++mt)
-        ldsm4t(a[mt], sdS + kk * 16 * kRBS + (bBS ^ ((wm * 2 + mt) << 5)));
-#pragma unroll
-      for (int np = 0; np < kDQN / 2; ++np) {
-        uint32_t kb[4];
-        ldsm4t(kb, sK + kk * 16 * kRB + (bA ^ ((wn * (kDQN / 2) + np) << 5)));
-#pragma unroll
-        for (int mt = 0; mt < 2; ++mt) {
-          mma<E>(dq[mt][2 * np], a[mt], kb[0], kb[1]);
-          mma<E>(dq[mt][2 * np + 1], a[mt], kb[2], kb[3]);
-        }
-      }
-    }
-    float* dqg = p.dqacc + (static_cast<int64_t>(b) * p.H + h) * T * D;
-#pragma unroll
-    for (int mt = 0; mt < 2; ++mt)
-#pragma unroll
-      for (int hh = 0; hh < 2; ++hh) {
-        const int row = m0 + wm * 32 + mt * 16 + g + 8 * hh;
-        if (row < T) {
-#pragma unroll
-          for (int n = 0; n < kDQN; ++n) {
-            const int col = wn * (D / 4) + 8 * n + 2 * tq;
-            float* dst = dqg + static_cast<int64_t>(row) * D + col;
-#if __CUDA_ARCH__ >= 900
-            atomicAdd(reinterpret_cast<float2*>(dst),
-                      make_float2(dq[mt][n][2 * hh], dq[mt][n][2 * hh + 1]));
-#else
-            atomicAdd(dst, dq[mt][n][2 * hh]);
-            atomicAdd(dst + 1, dq[mt][n][2 * hh + 1]);
-#endif
-          }
-        }
-      }
   }
-
-  cpAsyncWait<0>();  // (a block with no query step never waited for its K, V copies)
 
   // dK (times scale) and dV of this warp's keys.
   E* gkp = static_cast<E*>(p.gk) + static_cast<int64_t>(bkv) * S * D;

@@ -179,6 +179,15 @@ std::vector<FlashCase> flashCases() {
   cs.push_back({"bf16_d64_causal_t1024", DType::bf16, 1, 2, 2, 1024, 1024, 64, true});
   cs.push_back({"bf16_d128_causal_t1000_scale", DType::bf16, 1, 2, 1, 1000, 1000, 128, true,
                 Pad::none, 0.3});
+  // Long sequences over one or two heads (B * H small): many K/V tiles per forward block and
+  // many query steps per backward block, so the forward's K/V ring (3 stages at D 64, 2 at
+  // D 128) and the backward's double-buffered dS^T with its deferred dQ wrap around many times,
+  // across query heads of a GQA group too.
+  cs.push_back({"bf16_d128_causal_t2048_bh1", DType::bf16, 1, 1, 1, 2048, 2048, 128, true});
+  cs.push_back({"bf16_d64_causal_t2048_bh1", DType::bf16, 1, 1, 1, 2048, 2048, 64, true});
+  cs.push_back({"bf16_d64_gqa_full_t1536", DType::bf16, 1, 2, 1, 1536, 1536, 64, false});
+  cs.push_back({"f16_d64_gqa_causal_t1100_s1300", DType::f16, 1, 4, 1, 1100, 1300, 64, true});
+  cs.push_back({"f16_d128_gqa_causal_t1300_s1100", DType::f16, 1, 2, 1, 1300, 1100, 128, true});
   return cs;
 }
 
