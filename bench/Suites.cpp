@@ -5,6 +5,7 @@ namespace lathe::bench {
 int runOps(const Options& opts);    // bench/OpsBench.cpp
 int runGpu(const Options& opts);    // bench/GpuBench.cpp
 int runStore(const Options& opts);  // bench/StoreBench.cpp
+int runTrain(const Options& opts);  // bench/TrainBench.cpp
 
 const std::vector<Suite>& suites() {
   static const std::vector<Suite> all = {
@@ -12,6 +13,7 @@ const std::vector<Suite>& suites() {
       {"gpu", "GEMM, attention fwd+bwd, memory-bound kernels on cuda:0 vs PyTorch", runGpu, true},
       {"store", "RunStore: 10k runs created, listed and compared; series loads; appendMetric",
        runStore},
+      {"train", "fashion MLP and CNN training samples/s (and accuracy) vs PyTorch CPU", runTrain},
   };
   return all;
 }

@@ -36,7 +36,14 @@ class AccumulateGrad final : public Node {
       impl->grad = owned.implShared();
     } else {
       Tensor acc(impl->grad);
-      acc.copy_(add(acc, g));
+      if (acc.dtype() == g.dtype() && acc.device() == g.device() && !acc.sameStorage(g)) {
+        // In place: no temporary, one pass (the flat gradient buffer is accumulated into on
+        // every step, so this is the common case).
+        if (acc.numel() > 0) backendFor(acc).binary(BinaryOp::add, acc, g, acc);
+        acc.storage()->bumpVersion();
+      } else {
+        acc.copy_(add(acc, g));
+      }
     }
     Tensor accumulated(impl->grad);
     for (auto& hook : impl->post_hooks) hook(accumulated);

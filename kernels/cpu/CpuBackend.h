@@ -1,6 +1,7 @@
 // The CPU backend Lathe runs on: the reference kernels, with oneDNN primitives and vectorised
-// loops overriding the hot ones (matmul, convolution, pooling, norms, softmax). Threads: one
-// OpenMP pool shared with oneDNN, sized to the cores or LATHE_NUM_THREADS.
+// loops overriding the hot ones (matmul, convolution, pooling, norms, softmax, elementwise,
+// reductions, the AdamW step). Threads: one OpenMP pool shared with oneDNN, sized to the cores
+// or LATHE_NUM_THREADS.
 #pragma once
 
 #include "kernels/cpu/reference/ReferenceBackend.h"
@@ -10,6 +11,18 @@ namespace lathe::cpu {
 class CpuBackend : public ReferenceBackend {
  public:
   std::string name() const override { return "onednn"; }
+  // memory-bound fast paths (fast/Elementwise.cpp): contiguous f32/f64 unary and binary ops
+  // (a broadcast scalar allowed), f32 <-> f64 copies, fill, sum/mean over leading or trailing
+  // dims; bit-identical to the reference except the rounding order of long sums.
+  void copy(const Tensor& src, const Tensor& dst) override;
+  void fill(const Tensor& dst, double value) override;
+  void unary(UnaryOp op, const Tensor& x, const Tensor& out, double a, double b) override;
+  void binary(BinaryOp op, const Tensor& x, const Tensor& y, const Tensor& out) override;
+  void reduce(ReduceOp op, const Tensor& x, const std::vector<int>& dims,
+              const Tensor& out) override;
+  // AdamW on f32 (fast/Optim.cpp): the reference update on AVX lanes, bit-identical.
+  void adamwStep(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v,
+                 const AdamWStep& s) override;
   // matmul, convolution, pooling through oneDNN (onednn/Matmul.cpp, Conv.cpp, Pool.cpp):
   // f32 and bf16; other dtypes and unimplemented cases fall back to the reference kernels.
   void matmul(const Tensor& a, const Tensor& b, const Tensor* bias, const Tensor& out, bool trans_a,

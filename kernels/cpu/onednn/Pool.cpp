@@ -5,11 +5,17 @@
 // oneDNN cannot implement use the reference kernels. x [N, C, H, W], y [N, C, OH, OW].
 #include <atomic>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/cpu/CpuBackend.h"
 #include "kernels/cpu/onednn/Dnnl.h"
 #include "kernels/cpu/reference/Strided.h"
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#define LATHE_POOL_SSE 1
+#endif
 
 namespace lathe::cpu {
 namespace {
@@ -121,6 +127,78 @@ void maxPoolWithIndices(const Tensor& x, const Tensor& y, const Tensor& indices,
   });
 }
 
+// The 2x2, stride 2, unpadded case (LeNet's and VGG's pools) with every window inside the plane:
+// the four taps are read directly with the general kernel's selection rule (window order,
+// strict >, NaN takes over; an all -inf window reports its first element). On x86 four outputs
+// at a time: even/odd taps split by shuffles, selections by masks (the compiler turns the scalar
+// selects into branches, which mispredict on real activations).
+struct Pick {
+  float best;
+  int32_t tap;
+};
+[[gnu::always_inline]] inline Pick pick4(float v0, float v1, float v2, float v3) {
+  Pick p{-std::numeric_limits<float>::infinity(), 0};
+  const float v[4] = {v0, v1, v2, v3};
+  for (int32_t t = 0; t < 4; ++t) {
+    const bool take = (v[t] > p.best) | (v[t] != v[t]);
+    p.best = take ? v[t] : p.best;
+    p.tap = take ? t : p.tap;
+  }
+  return p;
+}
+
+#ifdef LATHE_POOL_SSE
+// Lanes of `take` get v and tap t, the others keep theirs.
+[[gnu::always_inline]] inline void takeSse(__m128 v, int32_t t, __m128& best, __m128i& tap) {
+  const __m128 take = _mm_or_ps(_mm_cmpgt_ps(v, best), _mm_cmpunord_ps(v, v));
+  best = _mm_or_ps(_mm_and_ps(take, v), _mm_andnot_ps(take, best));
+  const __m128i tk = _mm_castps_si128(take);
+  tap = _mm_or_si128(_mm_and_si128(tk, _mm_set1_epi32(t)), _mm_andnot_si128(tk, tap));
+}
+#endif
+
+void maxPool2x2(const Tensor& x, const Tensor& y, const Tensor& indices) {
+  const int64_t planes = x.shape()[0] * x.shape()[1], H = x.shape()[2], W = x.shape()[3];
+  const int64_t OH = y.shape()[2], OW = y.shape()[3];
+  const float* px = x.data<float>();
+  float* py = y.data<float>();
+  int64_t* pi = indices.data<int64_t>();
+  parallelFor(planes, OH * OW * 4, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      for (int64_t oh = 0; oh < OH; ++oh) {
+        const int64_t row0 = 2 * oh * W;
+        const float* r0 = px + t * H * W + row0;
+        const float* r1 = r0 + W;
+        float* yp = py + (t * OH + oh) * OW;
+        int64_t* ip = pi + (t * OH + oh) * OW;
+        int64_t ow = 0;
+#ifdef LATHE_POOL_SSE
+        for (; ow + 4 <= OW; ow += 4) {
+          const __m128 a0 = _mm_loadu_ps(r0 + 2 * ow), a1 = _mm_loadu_ps(r0 + 2 * ow + 4);
+          const __m128 b0 = _mm_loadu_ps(r1 + 2 * ow), b1 = _mm_loadu_ps(r1 + 2 * ow + 4);
+          __m128 best = _mm_set1_ps(-std::numeric_limits<float>::infinity());
+          __m128i tap = _mm_setzero_si128();
+          takeSse(_mm_shuffle_ps(a0, a1, _MM_SHUFFLE(2, 0, 2, 0)), 0, best, tap);
+          takeSse(_mm_shuffle_ps(a0, a1, _MM_SHUFFLE(3, 1, 3, 1)), 1, best, tap);
+          takeSse(_mm_shuffle_ps(b0, b1, _MM_SHUFFLE(2, 0, 2, 0)), 2, best, tap);
+          takeSse(_mm_shuffle_ps(b0, b1, _MM_SHUFFLE(3, 1, 3, 1)), 3, best, tap);
+          _mm_storeu_ps(yp + ow, best);
+          alignas(16) int32_t k[4];
+          _mm_store_si128(reinterpret_cast<__m128i*>(k), tap);
+          for (int64_t l = 0; l < 4; ++l)
+            ip[ow + l] = row0 + (k[l] >> 1) * W + 2 * (ow + l) + (k[l] & 1);
+        }
+#endif
+        for (; ow < OW; ++ow) {
+          const Pick p = pick4(r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1]);
+          yp[ow] = p.best;
+          ip[ow] = row0 + (p.tap >> 1) * W + 2 * ow + (p.tap & 1);
+        }
+      }
+    }
+  });
+}
+
 // Scatters gy into gx at the saved indices, plane by plane (no two tasks share a plane).
 template <typename T>
 void maxPoolBackward(const Tensor& gy, const Tensor& indices, const Tensor& gx) {
@@ -132,9 +210,17 @@ void maxPoolBackward(const Tensor& gy, const Tensor& indices, const Tensor& gx) 
   std::atomic<bool> has_bad{false};
   std::atomic<int64_t> bad{0};
   parallelFor(planes, OHW + HW, [&](int64_t t0, int64_t t1) {
-    std::vector<float> acc(static_cast<size_t>(HW));
+    // f32 accumulates in gx itself (the same float sums); other types in a float plane.
+    std::vector<float> scratch(std::is_same_v<T, float> ? 0 : static_cast<size_t>(HW));
     for (int64_t t = t0; t < t1; ++t) {
-      std::fill(acc.begin(), acc.end(), 0.0f);
+      T* gxp = pgx + t * HW;
+      float* acc = nullptr;
+      if constexpr (std::is_same_v<T, float>) {
+        acc = gxp;
+      } else {
+        acc = scratch.data();
+      }
+      std::fill(acc, acc + HW, 0.0f);
       for (int64_t o = t * OHW; o < (t + 1) * OHW; ++o) {
         const int64_t idx = pi[o];
         if (idx < 0 || idx >= HW) {
@@ -142,10 +228,10 @@ void maxPoolBackward(const Tensor& gy, const Tensor& indices, const Tensor& gx) 
           bad.store(idx);
           continue;
         }
-        acc[static_cast<size_t>(idx)] += static_cast<float>(pgy[o]);
+        acc[idx] += static_cast<float>(pgy[o]);
       }
-      T* gxp = pgx + t * HW;
-      for (int64_t i = 0; i < HW; ++i) gxp[i] = static_cast<T>(acc[static_cast<size_t>(i)]);
+      if constexpr (!std::is_same_v<T, float>)
+        for (int64_t i = 0; i < HW; ++i) gxp[i] = static_cast<T>(acc[i]);
     }
   });
   LATHE_CHECK(!has_bad.load(), "pool2dBackward: saved max index ", bad.load(),
@@ -163,7 +249,12 @@ void CpuBackend::pool2d(const Tensor& x, const Tensor& y, const Tensor* indices,
     return;
   }
   if (p.max && indices != nullptr) {
-    if (x.dtype() == DType::f32) {
+    const bool two_by_two = p.kernel_h == 2 && p.kernel_w == 2 && p.stride_h == 2 &&
+                            p.stride_w == 2 && p.pad_h == 0 && p.pad_w == 0 &&
+                            y.shape()[2] * 2 <= x.shape()[2] && y.shape()[3] * 2 <= x.shape()[3];
+    if (two_by_two && x.dtype() == DType::f32) {
+      maxPool2x2(x, y, *indices);
+    } else if (x.dtype() == DType::f32) {
       maxPoolWithIndices<float>(x, y, *indices, p);
     } else {
       maxPoolWithIndices<BFloat16>(x, y, *indices, p);

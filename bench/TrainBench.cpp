@@ -1,0 +1,189 @@
+// lathe-bench train: training throughput of resources/examples/fashion_{mlp,cnn}.json through
+// train::Trainer (the loop lathe-cli run drives, without the run store) against PyTorch CPU
+// (bench/peers/torch_train.py) at the same batch size, schedule and thread count. Rounds
+// alternate Lathe and PyTorch per model, so a load change on the machine hits both sides; each
+// side's figure is the median over rounds. Samples/s are steady state: the first step (warm-up:
+// allocator, oneDNN primitives, loader thread) is excluded on both sides.
+//   default               a few hundred steps of the 5-epoch schedule per model and round
+//   LATHE_BENCH_FULL=1    one round of the whole 5-epoch run each, with test accuracies
+//   LATHE_BENCH_TRAIN_STEPS=S, LATHE_BENCH_TRAIN_ROUNDS=R   override the quick mode's sizes
+//   --filter mlp|cnn      one model only
+#include <algorithm>
+#include <cstdlib>
+#include <iostream>
+
+#include "bench/Suites.h"
+#include "bench/Timing.h"
+#include "core/data/DatasetSpec.h"
+#include "core/methods/Method.h"
+#include "core/run/RunConfig.h"
+#include "core/tensor/Random.h"
+#include "kernels/cpu/CpuBackend.h"
+
+namespace lathe::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct ModelCase {
+  std::string name;    // the peer's model name
+  std::string config;  // relative to the source tree
+  int64_t quick_steps;
+};
+
+const std::vector<ModelCase> kModels = {
+    {"mlp", "resources/examples/fashion_mlp.json", 300},
+    {"cnn", "resources/examples/fashion_cnn.json", 120},
+};
+
+struct SideResult {
+  double samples_per_s = 0;
+  double step_ms = 0;
+  double test_accuracy = -1;
+};
+
+int64_t envInt(const char* name, int64_t fallback) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return fallback;
+  char* end = nullptr;
+  const long long n = std::strtoll(v, &end, 10);
+  LATHE_CHECK(end != v && *end == '\0' && n >= 0, name, "=\"", v,
+              "\": expected a non-negative integer");
+  return n;
+}
+
+// Trains `cfg` the way run::Runner does (same seed, model, optimizer method, schedule over the
+// planned steps, options). steps > 0: times that many steps of the schedule; 0: the whole run,
+// then the test accuracy.
+SideResult trainLathe(const run::RunConfig& cfg, const data::LoadedData& data, int64_t steps) {
+  manualSeed(cfg.seed);
+  std::shared_ptr<Model> model = buildModel(cfg.model);
+  const nlohmann::json& entry = cfg.optimizerMethod();
+  auto method = methods::MethodRegistry::instance().create(entry.at("name").get<std::string>());
+  method->configure(entry);
+  auto optimizer = method->makeOptimizer(*model);
+  train::TrainOptions topt = cfg.trainOptions();
+  const int64_t total = train::plannedSteps(topt, data.train->size());
+  optim::LrSchedule schedule(method->learningRate(), cfg.scheduleOptions(total));
+  train::Trainer trainer(model, std::move(optimizer), schedule, data, topt);
+
+  SideResult r;
+  double timed_s = 0;
+  int64_t timed_samples = 0;
+  if (steps > 0) {
+    steps = std::min(steps, total);
+    trainer.step();  // warm-up
+    const auto t0 = Clock::now();
+    for (int64_t s = 1; s < steps; ++s) trainer.step();
+    timed_s = std::chrono::duration<double>(Clock::now() - t0).count();
+    timed_samples = (steps - 1) * topt.batch_size;
+  } else {
+    trainer.hooks().on_step = [&](const train::StepMetrics& m) {
+      if (m.step <= 1) return;
+      timed_s += m.step_time_s;
+      timed_samples += topt.batch_size;
+    };
+    trainer.run();
+    r.test_accuracy = trainer.evaluate("test").accuracy;
+  }
+  const int64_t timed_steps = timed_samples / std::max<int64_t>(topt.batch_size, 1);
+  r.samples_per_s = timed_s > 0 ? static_cast<double>(timed_samples) / timed_s : 0;
+  r.step_ms = timed_steps > 0 ? 1e3 * timed_s / static_cast<double>(timed_steps) : 0;
+  return r;
+}
+
+SideResult trainPeer(const std::string& model, int threads, int64_t steps, std::string& why) {
+  const auto out = runPeer(
+      "torch_train.py",
+      {"--threads", std::to_string(threads), "--models", model, "--steps", std::to_string(steps)},
+      why);
+  SideResult r;
+  auto get = [&](const std::string& key, double fallback) {
+    auto it = out.find(model + "." + key);
+    return it != out.end() ? it->second : fallback;
+  };
+  r.samples_per_s = get("samples_per_s", 0);
+  r.step_ms = get("step_ms", 0);
+  r.test_accuracy = get("test_accuracy", -1);
+  return r;
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+std::string pct(double accuracy) {
+  return accuracy >= 0 ? fmt(100.0 * accuracy, 2) + "%" : "-";
+}
+
+}  // namespace
+
+int runTrain(const Options& opts) {
+  if (opts.threads > 0) cpu::setNumThreads(opts.threads);
+  const int threads = cpu::numThreads();
+  const bool full = envInt("LATHE_BENCH_FULL", 0) != 0;
+  const int64_t rounds = full ? 1 : std::max<int64_t>(1, envInt("LATHE_BENCH_TRAIN_ROUNDS", 3));
+  const int64_t steps_override = envInt("LATHE_BENCH_TRAIN_STEPS", 0);
+
+  std::cout << "lathe-bench train: " << (full ? "full 5-epoch runs" : "quick throughput runs")
+            << ", batch 64, " << threads << " thread(s), " << rounds
+            << " round(s) alternating Lathe and PyTorch (median); ratio = Lathe samples/s / "
+               "PyTorch samples/s (goal >= 1.0)\n";
+  std::vector<std::string> header = {
+      "model", "steps",         "lathe samples/s", "pytorch samples/s",
+      "ratio", "lathe ms/step", "pytorch ms/step"};
+  if (full) {
+    header.push_back("lathe test acc");
+    header.push_back("pytorch test acc");
+  }
+  Table table(header);
+  std::string why = "skipped (--no-peer)";
+  bool peer_failed = false;
+  for (const ModelCase& mc : kModels) {
+    if (!opts.filter.empty() && mc.name.find(opts.filter) == std::string::npos) continue;
+    const run::RunConfig cfg =
+        run::RunConfig::load(std::string(LATHE_SOURCE_DIR) + "/" + mc.config);
+    const data::LoadedData data = data::loadDataset(cfg.dataset, cfg.seed, cfg.base_dir);
+    const int64_t steps = full ? 0 : (steps_override > 0 ? steps_override : mc.quick_steps);
+    std::vector<double> lathe_rate, lathe_ms, peer_rate, peer_ms;
+    SideResult lathe_last, peer_last;
+    for (int64_t r = 0; r < rounds; ++r) {
+      lathe_last = trainLathe(cfg, data, steps);
+      lathe_rate.push_back(lathe_last.samples_per_s);
+      lathe_ms.push_back(lathe_last.step_ms);
+      std::cerr << "  " << mc.name << " round " << r + 1 << ": lathe "
+                << fmt(lathe_last.samples_per_s, 0) << " samples/s";
+      if (!opts.no_peer) {
+        peer_last = trainPeer(mc.name, threads, steps, why);
+        peer_failed = peer_last.samples_per_s <= 0;
+        if (!peer_failed) {
+          peer_rate.push_back(peer_last.samples_per_s);
+          peer_ms.push_back(peer_last.step_ms);
+          std::cerr << ", pytorch " << fmt(peer_last.samples_per_s, 0) << " samples/s";
+        }
+      }
+      std::cerr << "\n";
+    }
+    const double lr = median(lathe_rate), pr = median(peer_rate);
+    std::vector<std::string> row = {mc.name,
+                                    full ? "5 epochs" : std::to_string(steps),
+                                    fmt(lr, 0),
+                                    pr > 0 ? fmt(pr, 0) : "-",
+                                    pr > 0 ? fmt(lr / pr, 2) : "-",
+                                    fmt(median(lathe_ms), 2),
+                                    pr > 0 ? fmt(median(peer_ms), 2) : "-"};
+    if (full) {
+      row.push_back(pct(lathe_last.test_accuracy));
+      row.push_back(pct(peer_last.test_accuracy));
+    }
+    table.add(row);
+  }
+  if (opts.no_peer || peer_failed) std::cout << "PyTorch peer: " << why << "\n";
+  table.print();
+  return 0;
+}
+
+}  // namespace lathe::bench
