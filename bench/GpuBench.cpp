@@ -1,6 +1,6 @@
-// lathe-bench gpu: GEMM TFLOP/s, attention fwd+bwd TFLOP/s and memory-bound kernels in GB/s on
-// cuda:0, each next to PyTorch measured in the same run (bench/peers/torch_gpu.py). Times are
-// medians of device-synchronised repeats.
+// lathe-bench gpu: GEMM TFLOP/s, attention TFLOP/s (fwd+bwd, and the forward (_f) and the
+// backward (_b) alone) and memory-bound kernels in GB/s on cuda:0, each next to PyTorch measured
+// in the same run (bench/peers/torch_gpu.py). Times are medians of device-synchronised repeats.
 #include <iostream>
 #include <sstream>
 
@@ -46,6 +46,17 @@ Case plan(const std::string& token) {
             },
             3.5 * fwd, 0};
   }
+  if (kind == "attn_bf16_f" || kind == "attn_bf16_b") {  // the forward or the backward alone
+    Tensor q = req(randn({d[0], d[1], d[2], d[3]}, DType::bf16, kGpu));
+    Tensor k = req(randn({d[0], d[1], d[2], d[3]}, DType::bf16, kGpu));
+    Tensor v = req(randn({d[0], d[1], d[2], d[3]}, DType::bf16, kGpu));
+    Tensor g = randn({d[0], d[1], d[2], d[3]}, DType::bf16, kGpu);
+    const double fwd = 4.0 * d[0] * d[1] * d[2] * d[2] * d[3] / 2;
+    if (kind == "attn_bf16_f")
+      return {[=] { scaledDotProductAttention(q.detach(), k.detach(), v.detach(), true); }, fwd, 0};
+    Tensor o = scaledDotProductAttention(q, k, v, true);  // graph kept across repeats
+    return {[=] { grad({o}, {g}, {q, k, v}, true); }, 2.5 * fwd, 0};
+  }
   if (kind == "add_bf16") {  // N elements: read 2, write 1
     Tensor a = randn({d[0]}, DType::bf16, kGpu), b = randn({d[0]}, DType::bf16, kGpu);
     return {[=] { add(a, b); }, 0, 3.0 * 2 * d[0]};
@@ -65,6 +76,8 @@ Case plan(const std::string& token) {
 const std::vector<std::string> kCases = {
     "gemm_bf16:4096,4096,4096",  "gemm_bf16:8192,8192,8192",   "gemm_bf16:16384,768,3072",
     "attn_bf16_fb:8,16,1024,64", "attn_bf16_fb:4,16,2048,128", "attn_bf16_fb:2,16,4096,64",
+    "attn_bf16_f:8,16,1024,64",  "attn_bf16_f:4,16,2048,128",  "attn_bf16_f:2,16,4096,64",
+    "attn_bf16_b:8,16,1024,64",  "attn_bf16_b:4,16,2048,128",  "attn_bf16_b:2,16,4096,64",
     "add_bf16:268435456",        "softmax_bf16:65536,4096",    "layernorm_bf16:65536,768",
 };
 

@@ -22,6 +22,16 @@ def plan(token):
             o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
             torch.autograd.grad(o, (q, k, v), g)
         return step
+    if kind in ("attn_bf16_f", "attn_bf16_b"):  # the forward or the backward alone
+        q, k, v = (torch.randn(*d, device=dev, dtype=bf, requires_grad=True) for _ in range(3))
+        g = torch.randn(*d, device=dev, dtype=bf)
+        if kind == "attn_bf16_f":
+            def fwd():
+                with torch.no_grad():
+                    return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            return fwd
+        o = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # graph kept across repeats
+        return lambda: torch.autograd.grad(o, (q, k, v), g, retain_graph=True)
     if kind == "add_bf16":
         a, b = torch.randn(d[0], device=dev, dtype=bf), torch.randn(d[0], device=dev, dtype=bf)
         return lambda: a + b

@@ -188,6 +188,12 @@ std::vector<FlashCase> flashCases() {
   cs.push_back({"bf16_d64_gqa_full_t1536", DType::bf16, 1, 2, 1, 1536, 1536, 64, false});
   cs.push_back({"f16_d64_gqa_causal_t1100_s1300", DType::f16, 1, 4, 1, 1100, 1300, 64, true});
   cs.push_back({"f16_d128_gqa_causal_t1300_s1100", DType::f16, 1, 2, 1, 1300, 1100, 128, true});
+  // Large scales: scores of many units (peaked rows, running maxima that jump between K/V
+  // tiles), with padding and GQA at D 128 (the backward's split warp pairs).
+  cs.push_back(
+      {"bf16_d64_causal_t700_scale", DType::bf16, 1, 2, 2, 700, 700, 64, true, Pad::none, 0.5});
+  cs.push_back({"f16_d128_pad_full_t300_s600_scale", DType::f16, 2, 2, 1, 300, 600, 128, false,
+                Pad::some, 0.4});
   return cs;
 }
 
