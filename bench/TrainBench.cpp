@@ -1,13 +1,16 @@
-// lathe-bench train: training throughput of resources/examples/fashion_{mlp,cnn}.json through
+// lathe-bench train: training throughput of resources/examples/fashion_{mlp,cnn}.json and
+// text_gpt_tiny.json through
 // train::Trainer (the loop lathe-cli run drives, without the run store) against PyTorch CPU
 // (bench/peers/torch_train.py) at the same batch size, schedule and thread count. Rounds
 // alternate Lathe and PyTorch per model, so a load change on the machine hits both sides; each
 // side's figure is the median over rounds. Samples/s are steady state: the first step (warm-up:
 // allocator, oneDNN primitives, loader thread) is excluded on both sides.
 //   default               a few hundred steps of the 5-epoch schedule per model and round
-//   LATHE_BENCH_FULL=1    one round of the whole 5-epoch run each, with test accuracies
+//   LATHE_BENCH_FULL=1    one round of each whole run (5 epochs; the GPT's 1000 steps), with
+//                         the test accuracy (image models) or the validation loss over the
+//                         whole validation split (GPT)
 //   LATHE_BENCH_TRAIN_STEPS=S, LATHE_BENCH_TRAIN_ROUNDS=R   override the quick mode's sizes
-//   --filter mlp|cnn      one model only
+//   --filter mlp|cnn|gpt  one model only
 #include <algorithm>
 #include <cstdlib>
 #include <iostream>
@@ -29,17 +32,20 @@ struct ModelCase {
   std::string name;    // the peer's model name
   std::string config;  // relative to the source tree
   int64_t quick_steps;
+  bool language_model = false;  // reports the validation loss instead of the test accuracy
 };
 
 const std::vector<ModelCase> kModels = {
     {"mlp", "resources/examples/fashion_mlp.json", 300},
     {"cnn", "resources/examples/fashion_cnn.json", 120},
+    {"gpt", "resources/examples/text_gpt_tiny.json", 12, true},
 };
 
 struct SideResult {
   double samples_per_s = 0;
   double step_ms = 0;
   double test_accuracy = -1;
+  double val_loss = -1;
 };
 
 int64_t envInt(const char* name, int64_t fallback) {
@@ -54,8 +60,9 @@ int64_t envInt(const char* name, int64_t fallback) {
 
 // Trains `cfg` the way run::Runner does (same seed, model, optimizer method, schedule over the
 // planned steps, options). steps > 0: times that many steps of the schedule; 0: the whole run,
-// then the test accuracy.
-SideResult trainLathe(const run::RunConfig& cfg, const data::LoadedData& data, int64_t steps) {
+// then the test accuracy (or, for a language model, the loss over the whole validation split).
+SideResult trainLathe(const run::RunConfig& cfg, const data::LoadedData& data, int64_t steps,
+                      bool language_model) {
   manualSeed(cfg.seed);
   std::shared_ptr<Model> model = buildModel(cfg.model);
   const nlohmann::json& entry = cfg.optimizerMethod();
@@ -84,7 +91,10 @@ SideResult trainLathe(const run::RunConfig& cfg, const data::LoadedData& data, i
       timed_samples += topt.batch_size;
     };
     trainer.run();
-    r.test_accuracy = trainer.evaluate("test").accuracy;
+    if (language_model)
+      r.val_loss = trainer.evaluate("val").loss;
+    else
+      r.test_accuracy = trainer.evaluate("test").accuracy;
   }
   const int64_t timed_steps = timed_samples / std::max<int64_t>(topt.batch_size, 1);
   r.samples_per_s = timed_s > 0 ? static_cast<double>(timed_samples) / timed_s : 0;
@@ -105,6 +115,7 @@ SideResult trainPeer(const std::string& model, int threads, int64_t steps, std::
   r.samples_per_s = get("samples_per_s", 0);
   r.step_ms = get("step_ms", 0);
   r.test_accuracy = get("test_accuracy", -1);
+  r.val_loss = get("val_loss", -1);
   return r;
 }
 
@@ -115,8 +126,10 @@ double median(std::vector<double> v) {
   return n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-std::string pct(double accuracy) {
-  return accuracy >= 0 ? fmt(100.0 * accuracy, 2) + "%" : "-";
+// The quality figure of a whole run: test accuracy, or validation loss for a language model.
+std::string quality(const SideResult& r) {
+  if (r.val_loss >= 0) return "val loss " + fmt(r.val_loss, 4);
+  return r.test_accuracy >= 0 ? "test acc " + fmt(100.0 * r.test_accuracy, 2) + "%" : "-";
 }
 
 }  // namespace
@@ -129,15 +142,15 @@ int runTrain(const Options& opts) {
   const int64_t steps_override = envInt("LATHE_BENCH_TRAIN_STEPS", 0);
 
   std::cout << "lathe-bench train: " << (full ? "full 5-epoch runs" : "quick throughput runs")
-            << ", batch 64, " << threads << " thread(s), " << rounds
+            << ", the examples' batch sizes (64; GPT 32), " << threads << " thread(s), " << rounds
             << " round(s) alternating Lathe and PyTorch (median); ratio = Lathe samples/s / "
-               "PyTorch samples/s (goal >= 1.0)\n";
+               "PyTorch samples/s (goal >= 1.0); the GPT's samples are windows of 128 tokens\n";
   std::vector<std::string> header = {
       "model", "steps",         "lathe samples/s", "pytorch samples/s",
       "ratio", "lathe ms/step", "pytorch ms/step"};
   if (full) {
-    header.push_back("lathe test acc");
-    header.push_back("pytorch test acc");
+    header.push_back("lathe result");
+    header.push_back("pytorch result");
   }
   Table table(header);
   std::string why = "skipped (--no-peer)";
@@ -151,7 +164,7 @@ int runTrain(const Options& opts) {
     std::vector<double> lathe_rate, lathe_ms, peer_rate, peer_ms;
     SideResult lathe_last, peer_last;
     for (int64_t r = 0; r < rounds; ++r) {
-      lathe_last = trainLathe(cfg, data, steps);
+      lathe_last = trainLathe(cfg, data, steps, mc.language_model);
       lathe_rate.push_back(lathe_last.samples_per_s);
       lathe_ms.push_back(lathe_last.step_ms);
       std::cerr << "  " << mc.name << " round " << r + 1 << ": lathe "
@@ -169,15 +182,15 @@ int runTrain(const Options& opts) {
     }
     const double lr = median(lathe_rate), pr = median(peer_rate);
     std::vector<std::string> row = {mc.name,
-                                    full ? "5 epochs" : std::to_string(steps),
+                                    full ? "whole run" : std::to_string(steps),
                                     fmt(lr, 0),
                                     pr > 0 ? fmt(pr, 0) : "-",
                                     pr > 0 ? fmt(lr / pr, 2) : "-",
                                     fmt(median(lathe_ms), 2),
                                     pr > 0 ? fmt(median(peer_ms), 2) : "-"};
     if (full) {
-      row.push_back(pct(lathe_last.test_accuracy));
-      row.push_back(pct(peer_last.test_accuracy));
+      row.push_back(quality(lathe_last));
+      row.push_back(quality(peer_last));
     }
     table.add(row);
   }

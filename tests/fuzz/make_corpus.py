@@ -42,6 +42,21 @@ def npz(arrays, compression):
     return buf.getvalue()
 
 
+def safetensors(tensors, metadata=None):
+    """tensors: [(name, dtype, shape, payload)] in file order."""
+    import json
+    header, offset = {}, 0
+    if metadata is not None:
+        header["__metadata__"] = metadata
+    for name, dtype, shape, payload in tensors:
+        header[name] = {"dtype": dtype, "shape": list(shape),
+                        "data_offsets": [offset, offset + len(payload)]}
+        offset += len(payload)
+    text = json.dumps(header, separators=(",", ":"))
+    text += " " * ((8 - len(text) % 8) % 8)
+    return struct.pack("<Q", len(text)) + text.encode() + b"".join(t[3] for t in tensors)
+
+
 def main():
     images = idx(0x08, (2, 4, 4), bytes(range(32)))
     put("idx", "images.idx", images)
@@ -72,6 +87,16 @@ def main():
     put("bpe", "mixed.txt", "I'm sure it's naïve café 汉字 🙂\n\n  x".encode("utf-8"))
     put("bpe", "ids.json", b"[15496, 995, 50256]")
     put("bpe", "special.txt", b"a<|endoftext|>b")
+
+    f32 = lambda *v: struct.pack("<%df" % len(v), *v)
+    spec = '{"type":"mlp","input_dim":2,"hidden":[3],"classes":2}'
+    put("safetensors", "mlp_model.safetensors", safetensors(
+        [("layers.0.weight", "F32", (3, 2), f32(*range(6))), ("layers.0.bias", "F32", (3,), f32(1, 2, 3)),
+         ("layers.2.weight", "F32", (2, 3), f32(*range(6))), ("layers.2.bias", "F32", (2,), f32(0, 1))],
+        {"format": "pt", "lathe.spec": spec}))
+    put("safetensors", "plain_mixed.safetensors", safetensors(
+        [("a", "BF16", (2, 2), struct.pack("<4H", 0x3F80, 0x4000, 0xBF80, 0)),
+         ("b", "I64", (3,), struct.pack("<3q", 1, -2, 3)), ("empty", "F32", (0, 4), b"")]))
 
 
 if __name__ == "__main__":
