@@ -12,13 +12,16 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <span>
 #include <sstream>
 #include <unordered_map>
 
@@ -147,8 +150,28 @@ DROP TABLE runs_v1;
 DROP TABLE experiments_v1;
 )sql";
 
+// v3: metric points are written in chunks, one row per series and flush holding the points
+// packed (kChunkPointBytes each: i64 step, f64 value, f64 wall time, little-endian), which costs
+// a training step a memcpy per point instead of a B-tree insert (about 2 us each). The v2 points
+// table stays for the points written before; a series reads both, v2 rows first, and a later
+// point of the same step wins.
+constexpr const char* kMigrateV2ToV3 = R"sql(
+CREATE TABLE chunks(
+  series_id INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  points INTEGER NOT NULL,
+  data BLOB NOT NULL,
+  PRIMARY KEY(series_id, seq)) WITHOUT ROWID;
+CREATE TRIGGER chunks_of_deleted_series AFTER DELETE ON series
+  BEGIN DELETE FROM chunks WHERE series_id = old.id; END;
+)sql";
+
+constexpr size_t kChunkPointBytes = 24;
+static_assert(std::endian::native == std::endian::little,
+              "the chunk encoding assumes a little-endian host");
+
 // kMigrations[v] takes a database from schema v to v + 1.
-constexpr const char* kMigrations[] = {kSchemaV1, kMigrateV1ToV2};
+constexpr const char* kMigrations[] = {kSchemaV1, kMigrateV1ToV2, kMigrateV2ToV3};
 static_assert(std::size(kMigrations) == RunStore::kSchemaVersion);
 
 #define LATHE_RUN_COLUMNS                                                                    \
@@ -464,9 +487,9 @@ void RunStore::Impl::flush() {
   std::vector<int64_t> gone;  // runs deleted (here or by another connection) since buffering
   {
     Transaction tx(db, Transaction::kWrite);
-    Statement insert = db.prepare(
-        "INSERT OR REPLACE INTO points(series_id, step, value, wall_time) "
-        "VALUES(?1, ?2, ?3, ?4)");
+    Statement insert =
+        db.prepare("INSERT INTO chunks(series_id, seq, points, data) VALUES(?1, ?2, ?3, ?4)");
+    std::vector<unsigned char> blob;
     for (size_t i = 0; i < pending.size();) {
       const uint32_t s = pending[i].slot;
       size_t end = i;
@@ -488,11 +511,25 @@ void RunStore::Impl::flush() {
         series_id = q.int64(0);
         resolved.emplace_back(s, series_id);
       }
-      for (; i < end; ++i) {
+      // The next seq is re-read in every transaction: another connection may have added
+      // chunks to the series since (a resumed run in a new process, say).
+      Statement next =
+          db.prepare("SELECT coalesce(max(seq) + 1, 0) FROM chunks WHERE series_id = ?1");
+      next.bind(1, series_id).step();
+      const int64_t seq = next.int64(0);
+      blob.resize((end - i) * kChunkPointBytes);
+      unsigned char* out = blob.data();
+      for (; i < end; ++i, out += kChunkPointBytes) {
         const Pending& p = pending[i];
-        insert.bind(1, series_id).bind(2, p.step).bind(3, p.value).bind(4, p.wall_time);
-        insert.run();
+        std::memcpy(out, &p.step, 8);
+        std::memcpy(out + 8, &p.value, 8);
+        std::memcpy(out + 16, &p.wall_time, 8);
       }
+      insert.bind(1, series_id)
+          .bind(2, seq)
+          .bind(3, static_cast<int64_t>(blob.size() / kChunkPointBytes))
+          .bindBlob(4, blob.data(), blob.size())
+          .run();
     }
     tx.commit();
   }
@@ -681,6 +718,14 @@ void RunStore::deleteRun(int64_t run_id) {
   LATHE_CHECK(db.changes() == 1, db.path(), ": run ", run_id, " does not exist");
 }
 
+void RunStore::renameRun(int64_t run_id, const std::string& name) {
+  Database& db = impl_->db;
+  impl_->requireWritable("rename a run");
+  LATHE_CHECK(!name.empty(), db.path(), ": run ", run_id, ": a run needs a name");
+  db.prepare("UPDATE runs SET name = ?2 WHERE id = ?1").bind(1, run_id).bind(2, name).run();
+  LATHE_CHECK(db.changes() == 1, db.path(), ": run ", run_id, " does not exist");
+}
+
 void RunStore::appendMetric(int64_t run_id, const std::string& series, int64_t step, double value) {
   appendMetric(run_id, series, step, value, wallNow());
 }
@@ -715,12 +760,52 @@ size_t RunStore::bufferedPoints() const {
 std::vector<MetricPoint> RunStore::series(int64_t run_id, const std::string& name) {
   impl_->flush();
   impl_->requireRun(run_id);
-  Statement q = impl_->db.prepare(
-      "SELECT p.step, p.value, p.wall_time FROM points p JOIN series s ON s.id = p.series_id "
-      "WHERE s.run_id = ?1 AND s.name = ?2 ORDER BY p.step");
-  q.bind(1, run_id).bind(2, name);
+  Statement id = impl_->db.prepare("SELECT id FROM series WHERE run_id = ?1 AND name = ?2");
+  id.bind(1, run_id).bind(2, name);
+  if (!id.step()) return {};
+  const int64_t series_id = id.int64(0);
   std::vector<MetricPoint> out;
-  while (q.step()) out.push_back({q.int64(0), q.real(1), q.real(2)});
+  Statement legacy = impl_->db.prepare(
+      "SELECT step, value, wall_time FROM points WHERE series_id = ?1 ORDER BY step");
+  legacy.bind(1, series_id);
+  while (legacy.step()) out.push_back({legacy.int64(0), legacy.real(1), legacy.real(2)});
+  Statement chunks =
+      impl_->db.prepare("SELECT points, data FROM chunks WHERE series_id = ?1 ORDER BY seq");
+  chunks.bind(1, series_id);
+  bool ordered = true;
+  while (chunks.step()) {
+    const int64_t n = chunks.int64(0);
+    const std::span<const unsigned char> data = chunks.blob(1);
+    LATHE_CHECK(n >= 0 && data.size() == static_cast<size_t>(n) * kChunkPointBytes,
+                impl_->db.path(), ": run ", run_id, ", series '", name, "': a chunk of ", n,
+                " points holds ", data.size(), " bytes, expected ",
+                n * static_cast<int64_t>(kChunkPointBytes), "; the database is corrupt");
+    out.reserve(out.size() + static_cast<size_t>(n));
+    for (int64_t k = 0; k < n; ++k) {
+      MetricPoint p;
+      const unsigned char* in = data.data() + k * kChunkPointBytes;
+      std::memcpy(&p.step, in, 8);
+      std::memcpy(&p.value, in + 8, 8);
+      std::memcpy(&p.wall_time, in + 16, 8);
+      if (!out.empty() && p.step <= out.back().step) ordered = false;
+      out.push_back(p);
+    }
+  }
+  if (!ordered) {
+    // Steps written again (a run resumed from an earlier checkpoint): by step, the last
+    // written point of a step wins.
+    std::stable_sort(out.begin(), out.end(),
+                     [](const MetricPoint& a, const MetricPoint& b) { return a.step < b.step; });
+    std::vector<MetricPoint> unique;
+    unique.reserve(out.size());
+    for (const MetricPoint& p : out) {
+      if (!unique.empty() && unique.back().step == p.step)
+        unique.back() = p;
+      else
+        unique.push_back(p);
+    }
+    out = std::move(unique);
+  }
   return out;
 }
 

@@ -99,7 +99,7 @@ enum class OpenMode { readWrite, readOnly };
 
 class RunStore {
  public:
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
   static constexpr int kBusyTimeoutMs = 20000;
 
   // $XDG_DATA_HOME/lathe/runs.db when XDG_DATA_HOME is an absolute path, else
@@ -136,6 +136,9 @@ class RunStore {
   std::vector<RunRecord> listRuns(const RunFilter& filter = {});
   // Deletes the run with its series, points, summaries and artifact rows (not the files).
   void deleteRun(int64_t run_id);
+  // Renames a run (the config JSON keeps the name it ran with); throws for an unknown id or an
+  // empty name.
+  void renameRun(int64_t run_id, const std::string& name);
 
   // Buffers one point (wall_time defaults to now); flushes per the FlushPolicy. A later point
   // with the same run, series and step replaces the earlier one (a resumed run re-logs steps).

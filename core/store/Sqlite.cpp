@@ -58,6 +58,12 @@ Statement& Statement::bind(int i, std::string_view v) {
   return *this;
 }
 
+Statement& Statement::bindBlob(int i, const void* data, size_t bytes) {
+  const int rc = sqlite3_bind_blob64(stmt_, i, data, bytes, SQLITE_TRANSIENT);
+  if (rc != SQLITE_OK) db_.raise(rc, "binding a parameter");
+  return *this;
+}
+
 bool Statement::step() {
   const int rc = sqlite3_step(stmt_);
   if (rc == SQLITE_ROW) return true;
@@ -90,6 +96,12 @@ double Statement::real(int col) const {
 
 std::string Statement::text(int col) const {
   return std::string(textView(col));
+}
+
+std::span<const unsigned char> Statement::blob(int col) const {
+  const auto* p = static_cast<const unsigned char*>(sqlite3_column_blob(stmt_, col));
+  if (!p) return {};
+  return {p, static_cast<size_t>(sqlite3_column_bytes(stmt_, col))};
 }
 
 std::string_view Statement::textView(int col) const {

@@ -8,6 +8,7 @@
 #include <sqlite3.h>
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -31,6 +32,7 @@ class Statement {
   Statement& bind(int i, std::string_view v);
   Statement& bind(int i, const char* v) { return bind(i, std::string_view(v)); }
   Statement& bind(int i, const std::string& v) { return bind(i, std::string_view(v)); }
+  Statement& bindBlob(int i, const void* data, size_t bytes);  // copied (SQLITE_TRANSIENT)
 
   // Parameters left unbound are NULL.
   // Advances; true while a row is available, false when done. Throws on error.
@@ -44,7 +46,8 @@ class Statement {
   int64_t int64(int col) const;
   double real(int col) const;  // NULL reads as NaN
   std::string text(int col) const;
-  std::string_view textView(int col) const;  // valid until the next step()
+  std::string_view textView(int col) const;            // valid until the next step()
+  std::span<const unsigned char> blob(int col) const;  // valid until the next step()
 
  private:
   Database& db_;

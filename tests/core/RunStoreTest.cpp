@@ -410,7 +410,8 @@ TEST_F(RunStoreTest, FailedMigrationLeavesFileUnchanged) {
   RawDb(path()).exec(fixture("runs_v1.sql") + "INSERT INTO metrics VALUES(99, 'loss', 0, 1.0);");
   const std::string before = readBytes(path());
   expectError([&] { RunStore store(path()); }, path(),
-              {"migrating", "v1 to v2", "left unchanged", "missing row"});
+              {"migrating", "v1 to v" + std::to_string(RunStore::kSchemaVersion), "left unchanged",
+               "missing row"});
   EXPECT_EQ(readBytes(path()), before);
   EXPECT_FALSE(fs::exists(path() + ".v1.bak"));
 }
@@ -528,7 +529,8 @@ TEST_F(RunStoreTest, RejectsNewerSchemaAndForeignFilesUnchanged) {
   { RunStore store(path()); }
   RawDb(path()).exec("PRAGMA user_version = 99");
   const std::string newer = readBytes(path());
-  expectError([&] { RunStore store(path()); }, path(), {"schema v99", "newer", "v2"});
+  expectError([&] { RunStore store(path()); }, path(),
+              {"schema v99", "newer", "(v" + std::to_string(RunStore::kSchemaVersion) + ")"});
   EXPECT_EQ(readBytes(path()), newer);
 
   RawDb(path("other.db")).exec("CREATE TABLE notes(id INTEGER PRIMARY KEY, text TEXT)");
@@ -559,15 +561,94 @@ TEST_F(RunStoreTest, DeleteRunCascades) {
   RawDb raw(path());
   const std::string g = std::to_string(gone), k = std::to_string(kept);
   EXPECT_EQ(raw.count("SELECT count(*) FROM series WHERE run_id = " + g), 0);
-  EXPECT_EQ(raw.count("SELECT count(*) FROM points WHERE series_id NOT IN (SELECT id FROM series)"),
+  EXPECT_EQ(raw.count("SELECT count(*) FROM chunks WHERE series_id NOT IN (SELECT id FROM series)"),
             0);
   EXPECT_EQ(raw.count("SELECT count(*) FROM summaries WHERE run_id = " + g), 0);
   EXPECT_EQ(raw.count("SELECT count(*) FROM artifacts WHERE run_id = " + g), 0);
-  EXPECT_EQ(raw.count("SELECT count(*) FROM points"), 10);
+  EXPECT_EQ(raw.count("SELECT sum(points) FROM chunks"), 10);
   EXPECT_EQ(store.summaries(kept).size(), 2u);
   EXPECT_EQ(store.artifacts(kept).size(), 1u);
   // Ids are never reused: a GUI still holding `gone` cannot reach a new run through it.
   EXPECT_GT(store.createRun(run(e, "next")), kept);
+}
+
+TEST_F(RunStoreTest, RenameRunKeepsEverythingElse) {
+  RunStore store(path());
+  const int64_t e = store.ensureExperiment("e");
+  const int64_t id = store.createRun(run(e, "before"));
+  const int64_t other = store.createRun(run(e, "other"));
+  store.appendMetric(id, "loss", 0, 2.0);
+  store.setSummary(id, "acc", 0.5);
+  store.setStatus(id, Status::done);
+  store.renameRun(id, "after: a better name");
+  const RunRecord r = store.getRun(id);
+  EXPECT_EQ(r.name, "after: a better name");
+  EXPECT_EQ(r.status, Status::done);
+  EXPECT_EQ(r.config_json, R"({"model":"mlp","lr":0.001})");  // the config keeps its name
+  EXPECT_EQ(store.series(id, "loss").size(), 1u);
+  EXPECT_EQ(store.summaries(id).size(), 1u);
+  EXPECT_EQ(store.getRun(other).name, "other");
+  RunFilter f;
+  f.name_contains = "better";
+  ASSERT_EQ(store.listRuns(f).size(), 1u);
+  EXPECT_EQ(store.listRuns(f)[0].id, id);
+  // A second connection sees the new name.
+  EXPECT_EQ(RunStore(path(), OpenMode::readOnly).getRun(id).name, "after: a better name");
+  expectError([&] { store.renameRun(id, ""); }, path(), {"needs a name"});
+  expectError([&] { store.renameRun(42, "x"); }, path(), {"run 42 does not exist"});
+  EXPECT_EQ(store.getRun(id).name, "after: a better name");
+  {
+    RunStore ro(path(), OpenMode::readOnly);
+    expectError([&] { ro.renameRun(id, "x"); }, path(), {"read-only"});
+  }
+}
+
+// v3 writes points in chunks; points a v2 database holds stay in the points table, are read
+// first, and a later point of the same step (a resumed run redoing steps) wins.
+TEST_F(RunStoreTest, V2PointsMigrateAndMergeWithChunks) {
+  int64_t id = 0;
+  {
+    RunStore store(path());
+    id = store.createRun(run(store.ensureExperiment("e"), "r"));
+  }
+  {
+    // Make it a v2 file holding points rows, as a previous Lathe wrote it.
+    RawDb raw(path());
+    raw.exec("DROP TRIGGER chunks_of_deleted_series; DROP TABLE chunks; PRAGMA user_version = 2");
+    raw.exec("INSERT INTO series(run_id, name) VALUES(" + std::to_string(id) + ", 'loss')");
+    raw.exec(
+        "INSERT INTO points(series_id, step, value, wall_time) "
+        "SELECT id, 1, 2.5, 100.0 FROM series UNION ALL SELECT id, 2, 2.0, 101.0 FROM series");
+  }
+  RunStore store(path());
+  EXPECT_EQ(RawDb(path()).query("PRAGMA user_version"), std::to_string(RunStore::kSchemaVersion));
+  store.appendMetric(id, "loss", 3, 1.5, 102.0);
+  store.appendMetric(id, "loss", 2, 1.75, 103.0);  // step 2 again: replaces the v2 row
+  store.flush();
+  store.appendMetric(id, "loss", 4, std::nan(""), 104.0);
+  store.appendMetric(id, "loss", 3, 1.25, 105.0);  // again, in a later chunk
+  const auto pts = store.series(id, "loss");
+  ASSERT_EQ(pts.size(), 4u);
+  EXPECT_EQ(pts[0].step, 1);
+  EXPECT_DOUBLE_EQ(pts[0].value, 2.5);
+  EXPECT_DOUBLE_EQ(pts[1].value, 1.75);
+  EXPECT_DOUBLE_EQ(pts[1].wall_time, 103.0);
+  EXPECT_DOUBLE_EQ(pts[2].value, 1.25);
+  EXPECT_TRUE(std::isnan(pts[3].value));
+  EXPECT_DOUBLE_EQ(pts[3].wall_time, 104.0);
+  // Deleting the run removes both kinds of rows.
+  store.deleteRun(id);
+  EXPECT_EQ(RawDb(path()).count("SELECT count(*) FROM points"), 0);
+  EXPECT_EQ(RawDb(path()).count("SELECT count(*) FROM chunks"), 0);
+}
+
+TEST_F(RunStoreTest, CorruptChunkIsReportedNotReadPast) {
+  RunStore store(path());
+  const int64_t id = store.createRun(run(store.ensureExperiment("e"), "r"));
+  store.appendMetric(id, "loss", 1, 1.0);
+  store.flush();
+  RawDb(path()).exec("UPDATE chunks SET points = 1000");
+  expectError([&] { store.series(id, "loss"); }, path(), {"series 'loss'", "corrupt"});
 }
 
 TEST_F(RunStoreTest, PointsOfARunDeletedElsewhereAreDropped) {
@@ -580,7 +661,7 @@ TEST_F(RunStoreTest, PointsOfARunDeletedElsewhereAreDropped) {
   RunStore(path()).deleteRun(id);
   EXPECT_NO_THROW(writer.flush());
   EXPECT_EQ(writer.bufferedPoints(), 0u);
-  EXPECT_EQ(RawDb(path()).count("SELECT count(*) FROM points"), 0);
+  EXPECT_EQ(RawDb(path()).count("SELECT count(*) FROM chunks"), 0);
 }
 
 TEST_F(RunStoreTest, CompareSeveralRuns) {
