@@ -13,19 +13,21 @@
 #include "core/backend/Backend.h"
 #include "core/nn/Layers.h"
 #include "core/ops/Ops.h"
+#include "core/optim/OptimCommon.h"
 
 namespace lathe::optim {
 namespace {
+
+using internal::checkOption;
+using internal::nonNegative;
+using internal::unitInterval;
+using internal::viewOf;
 
 // Elements per slice when reducing or scaling gradients: the f64 temporaries of a slice (256 KiB
 // each) stay in the L2 cache between the conversion, the square and the sum, instead of
 // streaming three passes of 8 bytes per parameter through memory; the workspace is bounded
 // however large the model is.
 constexpr int64_t kChunk = int64_t{1} << 15;
-
-Tensor viewOf(const Tensor& flat, const Shape& shape, int64_t offset) {
-  return Tensor::makeView(flat, shape, contiguousStrides(shape), flat.offset() + offset);
-}
 
 // Decayed: any parameter with dim >= 2 that no Embedding owns (matricesOnly), or all of them.
 ParameterBuffer::Partition decayPartition(Module& model, DecayRule rule) {
@@ -45,16 +47,6 @@ ParameterBuffer flatten(Module& model, const char* who, DecayRule rule) {
               model.typeName(), ") has no trainable parameters (", model.numParameters(),
               " parameters, all frozen)");
   return ParameterBuffer(model, decayPartition(model, rule));
-}
-
-void checkOption(bool ok, const char* who, const char* option, double value, const char* expected) {
-  LATHE_CHECK(ok, who, ": option ", option, " = ", value, " is invalid; expected ", expected);
-}
-bool nonNegative(double v) {
-  return std::isfinite(v) && v >= 0.0;
-}
-bool unitInterval(double v) {  // [0, 1)
-  return std::isfinite(v) && v >= 0.0 && v < 1.0;
 }
 
 class Sgd final : public Optimizer {
@@ -117,11 +109,64 @@ Optimizer::Optimizer(Module& model, const char* who, double lr, DecayRule decay,
   MemoryTagScope tag(MemoryTag::optimizer_state);
   for (const ParameterBuffer::Group& g : buffer_.groups()) {
     std::vector<Tensor>& st = state_.emplace_back();
+    std::vector<SlotState>& slots = slot_state_.emplace_back(g.slots.size());
     if (!g.trainable) continue;
-    const DType dtype = g.dtype == DType::f64 ? DType::f64 : DType::f32;
     for (size_t k = 0; k < state_names_.size(); ++k)
-      st.push_back(Tensor::zeros({g.params.numel()}, dtype, g.device));
+      st.push_back(Tensor::zeros({g.params.numel()}, stateDtype(g.dtype), g.device));
+    for (size_t si = 0; si < g.slots.size(); ++si) {
+      const ParameterBuffer::Slot& s = g.slots[si];
+      for (size_t k = 0; k < state_names_.size(); ++k) {
+        slots[si].names.push_back(state_names_[k]);
+        slots[si].views.push_back(viewOf(st[k], s.param.shape(), s.offset));
+      }
+    }
   }
+  orderSlots(model);
+}
+
+Optimizer::Optimizer(Module& model, const char* who, double lr, DecayRule decay,
+                     const StateLayout& layout)
+    : buffer_(flatten(model, who, decay)), lr_(0.0) {
+  LATHE_CHECK(nonNegative(lr), who, ": option lr = ", lr, " is invalid; expected >= 0");
+  lr_ = lr;
+  MemoryTagScope tag(MemoryTag::optimizer_state);
+  for (const ParameterBuffer::Group& g : buffer_.groups()) {
+    std::vector<Tensor>& st = state_.emplace_back();
+    std::vector<SlotState>& slots = slot_state_.emplace_back(g.slots.size());
+    if (!g.trainable) continue;
+    // Pass 1: sizes and offsets per (name, dtype); pass 2: allocate and view.
+    struct Flat {
+      std::string name;
+      DType dtype;
+      int64_t size = 0;
+    };
+    std::vector<Flat> flats;
+    std::vector<std::vector<std::pair<size_t, int64_t>>> where(g.slots.size());
+    std::vector<std::vector<ParamState>> specs(g.slots.size());
+    for (size_t si = 0; si < g.slots.size(); ++si) {
+      specs[si] = layout(g.slots[si].name, g.slots[si].param);
+      for (const ParamState& ps : specs[si]) {
+        size_t f = 0;
+        while (f < flats.size() && !(flats[f].name == ps.name && flats[f].dtype == ps.dtype)) ++f;
+        if (f == flats.size()) flats.push_back({ps.name, ps.dtype, 0});
+        where[si].emplace_back(f, flats[f].size);
+        flats[f].size += shapeNumel(ps.shape);
+        if (std::find(state_names_.begin(), state_names_.end(), ps.name) == state_names_.end())
+          state_names_.push_back(ps.name);
+      }
+    }
+    for (const Flat& f : flats) st.push_back(Tensor::zeros({f.size}, f.dtype, g.device));
+    for (size_t si = 0; si < g.slots.size(); ++si)
+      for (size_t k = 0; k < specs[si].size(); ++k) {
+        slots[si].names.push_back(specs[si][k].name);
+        slots[si].views.push_back(
+            viewOf(st[where[si][k].first], specs[si][k].shape, where[si][k].second));
+      }
+  }
+  orderSlots(model);
+}
+
+void Optimizer::orderSlots(Module& model) {
   // Checkpoint order: the module's registration order, not the groups'.
   std::unordered_map<std::string, std::pair<size_t, size_t>> where;
   for (size_t gi = 0; gi < buffer_.groups().size(); ++gi) {
@@ -134,6 +179,25 @@ Optimizer::Optimizer(Module& model, const char* who, double lr, DecayRule decay,
       order_.push_back(it->second);
   }
 }
+
+size_t Optimizer::groupIndex(const ParameterBuffer::Group& group) const {
+  const auto& groups = buffer_.groups();
+  LATHE_CHECK(!groups.empty() && &group >= &groups.front() && &group <= &groups.back(), name(),
+              ": a parameter group of another buffer");
+  return static_cast<size_t>(&group - &groups.front());
+}
+
+const std::vector<Tensor>& Optimizer::paramState(const ParameterBuffer::Group& group,
+                                                 size_t slot) const {
+  return slot_state_[groupIndex(group)].at(slot).views;
+}
+
+const std::vector<std::string>& Optimizer::paramStateNames(const ParameterBuffer::Group& group,
+                                                           size_t slot) const {
+  return slot_state_[groupIndex(group)].at(slot).names;
+}
+
+void Optimizer::estimateCurvature(const GradientPass& /*pass*/) {}
 
 Optimizer::~Optimizer() = default;
 
@@ -179,10 +243,9 @@ NamedTensors Optimizer::stateDict() const {
   }
   for (const auto& [gi, si] : order_) {
     const ParameterBuffer::Slot& s = buffer_.groups()[gi].slots[si];
-    for (size_t k = 0; k < state_names_.size(); ++k) {
-      out.emplace_back(s.name + "." + state_names_[k],
-                       viewOf(state_[gi][k], s.param.shape(), s.offset));
-    }
+    const SlotState& ss = slot_state_[gi][si];
+    for (size_t k = 0; k < ss.names.size(); ++k)
+      out.emplace_back(s.name + "." + ss.names[k], ss.views[k]);
   }
   return out;
 }
@@ -208,6 +271,10 @@ std::vector<const Tensor*> Optimizer::matchStateDict(const NamedTensors& state,
     } else if (t.shape() != want.shape()) {
       problems.push_back("key '" + key + "' has shape " + shapeStr(t.shape()) + ", expected " +
                          shapeStr(want.shape()));
+    } else if (t.dtype() != want.dtype() && !(isFloating(t.dtype()) && isFloating(want.dtype()))) {
+      // Quantized codes are not values: converting them would load garbage.
+      problems.push_back("key '" + key + "' has dtype " + dtypeName(t.dtype()) + ", expected " +
+                         dtypeName(want.dtype()));
     } else {
       source[it->second] = &t;
     }

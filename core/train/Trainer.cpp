@@ -128,8 +128,14 @@ StepMetrics Trainer::step() {
   const auto t0 = Clock::now();
   double loss_sum = 0;
   int64_t correct = 0, predictions = 0, samples = 0, tokens = 0;
+  // Curvature hook (Sophia): an extra pass on the first micro-batch; see curvaturePass().
+  std::optional<data::Batch> first;
+  if (optimizer_->curvatureWanted() != optim::CurvatureLoss::none) {
+    first = nextBatch();
+    curvaturePass(*first);
+  }
   for (int64_t micro = 0; micro < options_.grad_accum; ++micro) {
-    data::Batch b = nextBatch();
+    data::Batch b = micro == 0 && first ? std::move(*first) : nextBatch();
     Tensor x = b.input.to(options_.device);
     Tensor y = b.target.to(options_.device);
     Tensor out = model_->forward(x);
@@ -334,6 +340,49 @@ void Trainer::loadCheckpoint(const std::string& path) {
   setRngState(rs);
   loader_->seek(info.position);
   last_eval_step_ = step_;
+}
+
+// ---- Curvature hook for second-order optimizers (Sophia) ------------------------------------
+// The optimizer asks for the gradient of a loss at the current parameters (possibly several
+// times, perturbing and restoring the parameters in between); this supplies it on one batch.
+// Gauss-Newton-Bartlett needs the loss against labels sampled from the model's own predictive
+// distribution: class / token labels by the Gumbel-max trick (argmax(logits - log(-log U)) is a
+// draw from softmax(logits)), regression targets y = f + N(0, 1/2) (the Gaussian whose negative
+// log-likelihood is the squared error up to a constant). The returned count is the number of
+// terms the mean loss averages (examples, or tokens), Sophia-G's batch-size scale.
+void Trainer::curvaturePass(const data::Batch& batch) {
+  const optim::CurvatureLoss kind = optimizer_->curvatureWanted();
+  const Tensor x = batch.input.to(options_.device), y = batch.target.to(options_.device);
+  ParameterBuffer& buffer = optimizer_->buffer();
+  optimizer_->estimateCurvature([&]() -> int64_t {
+    buffer.zeroGrad();
+    Tensor out = model_->forward(x);
+    if (kind == optim::CurvatureLoss::taskLoss) {
+      lossOf(out, y, nullptr).backward();
+      return y.numel();
+    }
+    Tensor sampled;
+    {
+      NoGradGuard no_grad;
+      const Tensor f = out.detach().to(DType::f32);
+      if (data_.task == data::TaskKind::regression) {
+        sampled =
+            add(f.reshape(y.shape()), mul(randn(y.shape(), DType::f32, f.device()), std::sqrt(0.5)))
+                .to(out.dtype());
+      } else {
+        const Tensor logits = f.reshape({-1, f.size(-1)});
+        const Tensor u = rand(logits.shape(), DType::f32, f.device());
+        sampled = argmax(sub(logits, lathe::log(neg(lathe::log(u)))), -1);
+      }
+    }
+    if (data_.task == data::TaskKind::regression) {
+      mseLoss(out.reshape(y.shape()), sampled).backward();
+      return sampled.numel();
+    }
+    crossEntropy(out.reshape({-1, out.size(-1)}), sampled).backward();
+    return sampled.numel();
+  });
+  buffer.zeroGrad();
 }
 
 }  // namespace lathe::train

@@ -122,6 +122,9 @@ class Trainer {
   Tensor lossOf(const Tensor& output, const Tensor& target, int64_t* correct) const;
   void synchronize() const;
   void log(const std::string& line) const;
+  // Curvature hook for second-order optimizers (Sophia): runs optimizer_->estimateCurvature with
+  // forward + backward passes on `batch` (the step's first micro-batch); leaves gradients zero.
+  void curvaturePass(const data::Batch& batch);
 
   std::shared_ptr<Model> model_;
   std::unique_ptr<optim::Optimizer> optimizer_;
