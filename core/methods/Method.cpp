@@ -35,6 +35,7 @@ MethodRegistry& MethodRegistry::instance() {
   static MethodRegistry* registry = [] {
     auto* r = new MethodRegistry();
     registerOptimizerMethods(*r);
+    registerPrecisionMethods(*r);
     return r;
   }();
   return *registry;

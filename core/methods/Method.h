@@ -3,6 +3,7 @@
 // `lathe-cli methods --json`; adding a method touches its own file, its test and one
 // registration line. A method acts through hooks (DESIGN.md, Methods):
 //   makeOptimizer   optimizer methods build the run's optimizer (exactly one per run)
+//   configureTraining  precision methods set the Trainer's autocast dtype and loss scaling
 //   apply           transform the model before training (LoRA, fake-quant, pruning masks, ...)
 //   onStep          after each optimizer step (schedules such as gradual pruning)
 //   extraLoss       a term added to the task loss (distillation)
@@ -20,6 +21,7 @@
 
 #include "core/nn/Presets.h"
 #include "core/optim/Optimizer.h"
+#include "core/train/Trainer.h"
 
 namespace lathe::methods {
 
@@ -67,6 +69,9 @@ class Method {
   // The optimizer's base learning rate (schedules scale it).
   virtual double learningRate() const { return 0.0; }
   virtual void apply(Model& /*model*/) {}
+  // Adjusts how the Trainer runs (precision methods: autocast dtype, loss scaling); called after
+  // the training options are read from the config, before the Trainer is built.
+  virtual void configureTraining(train::TrainOptions& /*options*/) const {}
   virtual void onStep(Model& /*model*/, int64_t /*step*/) {}
   virtual void beforeExport(Model& /*model*/) {}
 
@@ -117,5 +122,6 @@ nlohmann::json paramSpecToJson(const ParamSpec& p);
 
 // Registers the built-in methods (called once by MethodRegistry::instance()).
 void registerOptimizerMethods(MethodRegistry& registry);
+void registerPrecisionMethods(MethodRegistry& registry);
 
 }  // namespace lathe::methods

@@ -7,6 +7,7 @@
 // ever allocated. Rows with no visible key give zeros and zero gradient.
 #include <cmath>
 
+#include "core/ops/Autocast.h"
 #include "core/ops/OpsCommon.h"
 
 namespace lathe {
@@ -54,6 +55,9 @@ void checkArguments(const Tensor& q, const Tensor& k, const Tensor& v, const Ten
 
 Tensor scaledDotProductAttention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
                                  const Tensor& key_padding, double scale) {
+  if (autocast::wantsLow(q, k, v))
+    return scaledDotProductAttention(autocast::low(q), autocast::low(k), autocast::low(v), causal,
+                                     key_padding, scale);
   checkArguments(q, k, v, key_padding, scale);
   Tensor qc, kc, vc, mask;
   {

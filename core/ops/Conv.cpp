@@ -2,6 +2,7 @@
 // [Cout, C/groups, kh, kw], output [N, Cout, OH, OW] with OH = (H + 2*pad - dil*(kh-1) - 1) /
 // stride + 1 (floor). Kernels get contiguous tensors; backward goes through conv2dBackward and
 // pool2dBackward (max pooling saves the i64 index of each maximum within its input plane).
+#include "core/ops/Autocast.h"
 #include "core/ops/OpsCommon.h"
 
 namespace lathe {
@@ -25,6 +26,8 @@ Tensor contiguousDetached(const Tensor& t) {
 }  // namespace
 
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dParams& p) {
+  if (autocast::wantsLow(x, w, b))
+    return conv2d(autocast::low(x), autocast::low(w), autocast::low(b), p);
   LATHE_CHECK(x.defined() && w.defined(), "conv2d: undefined input or weight");
   checkSameDevice(x, w, "conv2d");
   checkSameDType(x, w, "conv2d");

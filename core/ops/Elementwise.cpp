@@ -3,6 +3,7 @@
 #include <cmath>
 #include <limits>
 
+#include "core/ops/Autocast.h"
 #include "core/ops/OpsCommon.h"
 
 namespace lathe {
@@ -133,6 +134,7 @@ Tensor floatUnary(UnaryOp op, const Tensor& a, const char* name, double p0 = 0, 
 
 // ---- binary arithmetic ----
 Tensor add(const Tensor& a, const Tensor& b) {
+  if (auto p = autocast::promote(a, b)) return add(p->first, p->second);
   Tensor out = arith(BinaryOp::add, a, b, "add");
   Shape sa = a.shape(), sb = b.shape();
   return recordUnary("Add", {a, b}, out, [sa, sb](const std::vector<Tensor>& g) {
@@ -141,6 +143,7 @@ Tensor add(const Tensor& a, const Tensor& b) {
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
+  if (auto p = autocast::promote(a, b)) return sub(p->first, p->second);
   Tensor out = arith(BinaryOp::sub, a, b, "sub");
   Shape sa = a.shape(), sb = b.shape();
   return recordUnary("Sub", {a, b}, out, [sa, sb](const std::vector<Tensor>& g) {
@@ -149,6 +152,7 @@ Tensor sub(const Tensor& a, const Tensor& b) {
 }
 
 Tensor mul(const Tensor& a, const Tensor& b) {
+  if (auto p = autocast::promote(a, b)) return mul(p->first, p->second);
   Tensor out = arith(BinaryOp::mul, a, b, "mul");
   if (!needsGrad({&a, &b})) return out;
   const bool ga = a.requiresGrad(), gb = b.requiresGrad();
@@ -162,6 +166,7 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor div(const Tensor& a, const Tensor& b) {
+  if (auto p = autocast::promote(a, b)) return div(p->first, p->second);
   Tensor out = arith(BinaryOp::div, a, b, "div");
   if (!needsGrad({&a, &b})) return out;
   SavedTensor sb(b, "div.b"), so(out, "div.out");

@@ -3,6 +3,7 @@
 // is passed as its memory with a flag, never copied, and the gradients use the same flags
 // (dA = G @ op(B)^T, dB = op(A)^T @ G), so backward makes no transposed copies either.
 // Shapes: op(A) [.., M, K], op(B) [.., K, N], out [.., M, N].
+#include "core/ops/Autocast.h"
 #include "core/ops/OpsCommon.h"
 
 namespace lathe {
@@ -84,6 +85,7 @@ Shape concatShape(Shape s, std::initializer_list<int64_t> tail) {
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
+  if (autocast::wantsLow(a, b)) return matmul(autocast::low(a), autocast::low(b));
   checkOperands(a, b, "matmul");
   LATHE_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul: ", describe(a), " @ ", describe(b),
               ": operands must have at least one dimension");
@@ -148,6 +150,8 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
+  if (autocast::wantsLow(x, w, b))
+    return linear(autocast::low(x), autocast::low(w), autocast::low(b));
   checkOperands(x, w, "linear");
   LATHE_CHECK(w.dim() == 2, "linear: weight ", describe(w), " must be 2-D [out, in]");
   LATHE_CHECK(x.dim() >= 1 && x.shape().back() == w.shape()[1], "linear: input ", describe(x),

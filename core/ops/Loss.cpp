@@ -2,6 +2,7 @@
 // mean squared error. Cross-entropy records one node from the logits to per-row losses whose
 // backward is the fused kernel (softmax minus the smoothed one-hot, recomputed from the saved
 // log-sum-exp; no softmax is kept from the forward); the reduction is an ordinary sum/div.
+#include "core/ops/Autocast.h"
 #include "core/ops/OpsCommon.h"
 
 namespace lathe {
@@ -35,6 +36,8 @@ Tensor reduceLoss(const Tensor& per_row, Reduction reduction, double count, cons
 
 Tensor crossEntropy(const Tensor& logits, const Tensor& target, int64_t ignore_index,
                     double label_smoothing, Reduction reduction) {
+  if (autocast::wantsF32(logits))
+    return crossEntropy(autocast::f32(logits), target, ignore_index, label_smoothing, reduction);
   checkFloating(logits, "crossEntropy");
   LATHE_CHECK(logits.dim() >= 1 && logits.shape().back() > 0,
               "crossEntropy: logits must be [N, C] or [.., C] with C > 0, got ", describe(logits));
@@ -76,6 +79,7 @@ Tensor crossEntropy(const Tensor& logits, const Tensor& target, int64_t ignore_i
 }
 
 Tensor mseLoss(const Tensor& a, const Tensor& b, Reduction reduction) {
+  if (autocast::wantsF32(a, b)) return mseLoss(autocast::f32(a), autocast::f32(b), reduction);
   checkFloating(a, "mseLoss");
   LATHE_CHECK(a.shape() == b.shape(), "mseLoss: input ", describe(a), " and target ", describe(b),
               " must have the same shape");

@@ -2,6 +2,7 @@
 // op brings its input into the kernel layout (normalised dim last, contiguous) without
 // recording, calls the backend, and records one node whose backward is the matching backward
 // kernel. Saved statistics (mean, rstd, invstd) are f64 for f64 inputs, f32 otherwise.
+#include "core/ops/Autocast.h"
 #include "core/ops/OpsCommon.h"
 #include "core/tensor/Random.h"
 
@@ -89,14 +90,18 @@ Tensor flatParam(const Tensor& p, int64_t C) {
 }  // namespace
 
 Tensor softmax(const Tensor& a, int dim) {
+  if (autocast::wantsF32(a)) return softmax(autocast::f32(a), dim);
   return softmaxImpl(a, dim, false, "softmax");
 }
 
 Tensor logSoftmax(const Tensor& a, int dim) {
+  if (autocast::wantsF32(a)) return logSoftmax(autocast::f32(a), dim);
   return softmaxImpl(a, dim, true, "logSoftmax");
 }
 
 Tensor layerNorm(const Tensor& x, const Tensor& w, const Tensor& b, double eps) {
+  if (autocast::wantsF32(x, w) || autocast::wantsF32(b))
+    return layerNorm(autocast::f32(x), autocast::f32(w), autocast::f32(b), eps);
   checkFloating(x, "layerNorm");
   const Shape ns = normShape(x, w, b, "layerNorm");
   checkParam(w, x, ns, "layerNorm", "weight");
@@ -134,6 +139,7 @@ Tensor layerNorm(const Tensor& x, const Tensor& w, const Tensor& b, double eps) 
 }
 
 Tensor rmsNorm(const Tensor& x, const Tensor& w, double eps) {
+  if (autocast::wantsF32(x, w)) return rmsNorm(autocast::f32(x), autocast::f32(w), eps);
   checkFloating(x, "rmsNorm");
   const Shape ns = normShape(x, w, Tensor(), "rmsNorm");
   checkParam(w, x, ns, "rmsNorm", "weight");
@@ -163,6 +169,9 @@ Tensor rmsNorm(const Tensor& x, const Tensor& w, double eps) {
 
 Tensor batchNorm(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& running_mean,
                  const Tensor& running_var, bool training, double momentum, double eps) {
+  if (autocast::wantsF32(x, w) || autocast::wantsF32(b))
+    return batchNorm(autocast::f32(x), autocast::f32(w), autocast::f32(b), running_mean,
+                     running_var, training, momentum, eps);
   checkFloating(x, "batchNorm");
   LATHE_CHECK(x.dim() >= 2, "batchNorm: input must be [N, C] or [N, C, *], got ", describe(x));
   const int64_t C = x.shape()[1];

@@ -1,4 +1,5 @@
 // Reductions over dims (sum, mean, max, min, var, argmax/argmin) and their gradients.
+#include "core/ops/Autocast.h"
 #include "core/ops/OpsCommon.h"
 
 namespace lathe {
@@ -42,6 +43,7 @@ Tensor expandBack(const Tensor& g, const Shape& kshape, const Shape& full) {
 }  // namespace
 
 Tensor sum(const Tensor& a, const std::vector<int>& dims0, bool keepdim) {
+  if (autocast::wantsF32(a)) return sum(autocast::f32(a), dims0, keepdim);
   const auto dims = detail::normDims(a, dims0, "sum");
   Tensor out = reduceKernel(ReduceOp::sum, a, dims, keepdim, "sum");
   Shape full = a.shape(), kshape = detail::keepdimShape(full, dims);
@@ -51,6 +53,7 @@ Tensor sum(const Tensor& a, const std::vector<int>& dims0, bool keepdim) {
 }
 
 Tensor mean(const Tensor& a, const std::vector<int>& dims0, bool keepdim) {
+  if (autocast::wantsF32(a)) return mean(autocast::f32(a), dims0, keepdim);
   const auto dims = detail::normDims(a, dims0, "mean");
   Tensor out = reduceKernel(ReduceOp::mean, a, dims, keepdim, "mean");
   Shape full = a.shape(), kshape = detail::keepdimShape(full, dims);

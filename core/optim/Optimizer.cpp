@@ -359,7 +359,12 @@ double clipGradNorm(ParameterBuffer& buffer, double max_norm) {
   const double norm = gradNorm(buffer);
   if (!std::isfinite(norm)) return norm;
   const double coef = max_norm / (norm + 1e-6);
-  if (coef >= 1.0) return norm;
+  if (coef < 1.0) scaleGrads(buffer, coef);
+  return norm;
+}
+
+void scaleGrads(ParameterBuffer& buffer, double factor) {
+  if (factor == 1.0) return;
   NoGradGuard no_grad;
   MemoryTagScope tag(MemoryTag::workspace);
   for (const ParameterBuffer::Group& g : buffer.groups()) {
@@ -367,10 +372,9 @@ double clipGradNorm(ParameterBuffer& buffer, double max_norm) {
     const int64_t n = g.grads.numel();
     for (int64_t b = 0; b < n; b += kChunk) {
       Tensor c = g.grads.slice(0, b, std::min(n, b + kChunk));
-      c.copy_(mul(c, coef));
+      c.copy_(mul(c, factor));
     }
   }
-  return norm;
 }
 
 }  // namespace lathe::optim

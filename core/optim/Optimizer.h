@@ -236,5 +236,7 @@ double gradNorm(const ParameterBuffer& buffer);
 // are scaled in place by that factor. Returns the norm before clipping; a non-finite norm is
 // returned as is, without scaling. max_norm must be positive.
 double clipGradNorm(ParameterBuffer& buffer, double max_norm);
+// Multiplies every trainable gradient by `factor` in place (loss-scale unscaling, clipping).
+void scaleGrads(ParameterBuffer& buffer, double factor);
 
 }  // namespace lathe::optim

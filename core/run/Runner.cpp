@@ -223,6 +223,11 @@ void Runner::execute() {
 
     train::TrainOptions topt = config_.trainOptions();
     topt.checkpoint_path = ckpt;
+    for (const auto& m : active) m->configureTraining(topt);
+    if (topt.compute_dtype != DType::f32)
+      log(std::string("mixed precision: ") + dtypeName(topt.compute_dtype) + " autocast" +
+          (topt.loss_scaling ? ", dynamic loss scaling from " + std::to_string(topt.init_loss_scale)
+                             : ""));
     const int64_t total = train::plannedSteps(topt, data.train->size());
     optim::LrScheduleOptions sched = config_.scheduleOptions(total);
     if (sched.warmup_steps >= total) {
@@ -259,8 +264,10 @@ void Runner::execute() {
       }
     }
 
-    double samples_per_s_sum = 0, tokens_per_s_sum = 0;
-    int64_t rate_steps = 0;
+    // Throughput over the steps after the first (warm-up): samples and tokens over step time
+    // (the mean of per-step rates would overweight fast steps).
+    double rate_samples = 0, rate_tokens = 0, rate_time_s = 0;
+    int64_t skipped_steps = 0;
     std::optional<double> time_to_target;
     auto& hooks = trainer.hooks();
     hooks.on_log = log;
@@ -275,12 +282,14 @@ void Runner::execute() {
         if (m.accuracy >= 0) db->appendMetric(run_id_, "train_accuracy", m.step, m.accuracy);
         db->appendMetric(run_id_, "memory_mb", m.step,
                          static_cast<double>(m.memory.current) / (1 << 20));
+        if (m.loss_scale > 0) db->appendMetric(run_id_, "loss_scale", m.step, m.loss_scale);
       }
       if (m.step > 1) {  // the first step pays for warm-up
-        samples_per_s_sum += m.samples_per_s;
-        tokens_per_s_sum += m.tokens_per_s;
-        ++rate_steps;
+        rate_samples += m.samples_per_s * m.step_time_s;
+        rate_tokens += m.tokens_per_s * m.step_time_s;
+        rate_time_s += m.step_time_s;
       }
+      skipped_steps = m.skipped_steps;
       RunEvent e;
       e.type = EventType::step;
       e.run_id = run_id_;
@@ -345,11 +354,12 @@ void Runner::execute() {
     // Final figures.
     summary.clear();
     summary["train_time_s"] = trainer.elapsedSeconds();
-    if (rate_steps > 0) {
-      summary["samples_per_s"] = samples_per_s_sum / static_cast<double>(rate_steps);
-      if (tokens_per_s_sum > 0)
-        summary["tokens_per_s"] = tokens_per_s_sum / static_cast<double>(rate_steps);
+    if (rate_time_s > 0) {
+      summary["samples_per_s"] = rate_samples / rate_time_s;
+      if (rate_tokens > 0) summary["tokens_per_s"] = rate_tokens / rate_time_s;
     }
+    summary["precision"] = topt.compute_dtype == DType::f32 ? "f32" : dtypeName(topt.compute_dtype);
+    summary["skipped_steps"] = static_cast<double>(skipped_steps);
     const MemoryStats mem = allocatorFor(device).stats();
     summary["peak_memory_bytes"] = static_cast<double>(mem.peak);
     for (int t = 0; t < kNumMemoryTags; ++t)

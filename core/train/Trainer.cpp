@@ -8,6 +8,7 @@
 #include "core/backend/Backend.h"
 #include "core/base/Error.h"
 #include "core/io/Safetensors.h"
+#include "core/ops/Autocast.h"
 #include "core/ops/Ops.h"
 #include "core/tensor/Random.h"
 
@@ -60,6 +61,16 @@ Trainer::Trainer(std::shared_ptr<Model> model, std::unique_ptr<optim::Optimizer>
     throw Error("training.batch_size: " + std::to_string(options_.batch_size) +
                 " is larger than the training set (" + std::to_string(data_.train->size()) +
                 " examples); nothing would be trained");
+  LATHE_CHECK(options_.compute_dtype == DType::f32 || options_.compute_dtype == DType::bf16 ||
+                  options_.compute_dtype == DType::f16,
+              "precision: compute dtype ", dtypeName(options_.compute_dtype),
+              " is not supported; expected f32, bf16 or f16");
+  LATHE_CHECK(!options_.loss_scaling ||
+                  (std::isfinite(options_.init_loss_scale) && options_.init_loss_scale > 0 &&
+                   options_.scale_growth_interval >= 1),
+              "precision: loss scaling needs init_scale > 0 and growth_interval >= 1, got ",
+              options_.init_loss_scale, " and ", options_.scale_growth_interval);
+  loss_scale_ = options_.loss_scaling ? options_.init_loss_scale : 1.0;
   loader_ = std::make_unique<data::DataLoader>(data_.train, loaderOptions(options_));
   manualSeed(options_.seed);
   allocatorFor(options_.device).resetPeaks();
@@ -138,11 +149,17 @@ StepMetrics Trainer::step() {
     data::Batch b = micro == 0 && first ? std::move(*first) : nextBatch();
     Tensor x = b.input.to(options_.device);
     Tensor y = b.target.to(options_.device);
-    Tensor out = model_->forward(x);
     int64_t c = 0;
-    Tensor loss = lossOf(out, y, data_.task == data::TaskKind::regression ? nullptr : &c);
-    if (options_.grad_accum > 1)
-      mul(loss, 1.0 / static_cast<double>(options_.grad_accum)).backward();
+    Tensor loss;
+    {
+      AutocastGuard autocast(options_.compute_dtype);  // f32: off
+      Tensor out = model_->forward(x);
+      loss = lossOf(out, y, data_.task == data::TaskKind::regression ? nullptr : &c);
+    }
+    const double factor =
+        (options_.loss_scaling ? loss_scale_ : 1.0) / static_cast<double>(options_.grad_accum);
+    if (factor != 1.0)
+      mul(loss, factor).backward();
     else
       loss.backward();
     loss_sum += loss.item();
@@ -152,15 +169,39 @@ StepMetrics Trainer::step() {
     if (data_.task == data::TaskKind::language_model) tokens += y.numel();
   }
   auto& buffer = optimizer_->buffer();
-  const double norm = options_.clip_norm > 0 ? optim::clipGradNorm(buffer, options_.clip_norm)
-                                             : optim::gradNorm(buffer);
+  double norm = 0;
+  if (options_.loss_scaling) {
+    // Unscale and clip in one pass over the gradients (the norm is read once, scaled).
+    norm = optim::gradNorm(buffer) / loss_scale_;
+    if (std::isfinite(norm)) {
+      double coef = 1.0 / loss_scale_;
+      if (options_.clip_norm > 0) coef *= std::min(1.0, options_.clip_norm / (norm + 1e-6));
+      optim::scaleGrads(buffer, coef);
+    }
+  } else {
+    norm = options_.clip_norm > 0 ? optim::clipGradNorm(buffer, options_.clip_norm)
+                                  : optim::gradNorm(buffer);
+  }
   const double lr = schedule_.at(step_);
   optimizer_->setLr(lr);
-  if (std::isfinite(norm)) {
+  const bool skipped = !std::isfinite(norm);
+  if (!skipped) {
     optimizer_->step();
+    if (options_.loss_scaling && ++clean_steps_ >= options_.scale_growth_interval) {
+      loss_scale_ *= 2.0;
+      clean_steps_ = 0;
+    }
   } else {
-    log("step " + std::to_string(step_ + 1) + ": gradient norm is " + std::to_string(norm) +
-        "; the update was skipped");
+    ++skipped_steps_;
+    if (options_.loss_scaling) {
+      log("step " + std::to_string(step_ + 1) + ": gradients overflowed at loss scale " +
+          std::to_string(loss_scale_) + "; the update was skipped and the scale halved");
+      loss_scale_ *= 0.5;
+      clean_steps_ = 0;
+    } else {
+      log("step " + std::to_string(step_ + 1) + ": gradient norm is " + std::to_string(norm) +
+          "; the update was skipped");
+    }
   }
   buffer.zeroGrad();
   synchronize();
@@ -185,6 +226,9 @@ StepMetrics Trainer::step() {
   m.tokens_per_s = dt > 0 ? static_cast<double>(tokens) / dt : 0;
   m.elapsed_s = elapsed_s_;
   m.memory = allocatorFor(options_.device).stats();
+  m.loss_scale = options_.loss_scaling ? loss_scale_ : 0.0;
+  m.skipped_steps = skipped_steps_;
+  m.skipped = skipped;
   if (!std::isfinite(m.loss))
     log("step " + std::to_string(step_) + ": the loss is " + std::to_string(m.loss));
   return m;
@@ -232,6 +276,7 @@ EvalMetrics Trainer::evaluate(const std::string& split, int64_t max_batches) {
   while (auto b = loader.next()) {
     Tensor x = b->input.to(options_.device);
     Tensor y = b->target.to(options_.device);
+    AutocastGuard autocast(options_.compute_dtype);  // evaluated as trained
     Tensor out = model_->forward(x);
     int64_t c = 0;
     Tensor loss = lossOf(out, y, data_.task == data::TaskKind::regression ? nullptr : &c);
@@ -275,7 +320,10 @@ void Trainer::saveCheckpoint(const std::string& path) const {
                          {"rng_seed", std::to_string(rs.seed)},
                          {"rng_offset", std::to_string(rs.offset)},
                          {"optimizer", optimizer_->name()},
-                         {"model_type", model_->typeName()}};
+                         {"model_type", model_->typeName()},
+                         {"loss_scale", loss_scale_},
+                         {"clean_steps", clean_steps_},
+                         {"skipped_steps", skipped_steps_}};
   std::map<std::string, std::string> md = {{kMetaKey, meta.dump()},
                                            {"lathe.spec", model_->spec().dump()}};
   writeSafetensors(path, tensors, md);
@@ -339,6 +387,10 @@ void Trainer::loadCheckpoint(const std::string& path) {
   rs.offset = std::stoull(meta.at("rng_offset").get<std::string>());
   setRngState(rs);
   loader_->seek(info.position);
+  // Checkpoints from before mixed precision carry no scaler state: the initial one.
+  loss_scale_ = meta.value("loss_scale", options_.loss_scaling ? options_.init_loss_scale : 1.0);
+  clean_steps_ = meta.value("clean_steps", int64_t{0});
+  skipped_steps_ = meta.value("skipped_steps", int64_t{0});
   last_eval_step_ = step_;
 }
 

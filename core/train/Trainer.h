@@ -44,6 +44,15 @@ struct TrainOptions {
   int prefetch = 2;
   uint64_t seed = 0;  // data order, augmentation, dropout
   Device device = Device::cpu();
+  // Mixed precision (the precision method sets these): forward passes and losses run under
+  // AutocastGuard(compute_dtype) with f32 master weights; f32 = off. Dynamic loss scaling (for
+  // f16): the loss is multiplied by the scale before backward and the gradients divided by it;
+  // a step whose gradients overflow is skipped and the scale halved; after
+  // scale_growth_interval clean steps in a row the scale doubles.
+  DType compute_dtype = DType::f32;
+  bool loss_scaling = false;
+  double init_loss_scale = 65536.0;
+  int64_t scale_growth_interval = 2000;
 };
 
 struct StepMetrics {
@@ -56,9 +65,12 @@ struct StepMetrics {
   double grad_norm = 0;  // before clipping
   double step_time_s = 0;
   double samples_per_s = 0;
-  double tokens_per_s = 0;  // language models; 0 otherwise
-  double elapsed_s = 0;     // training time so far (evaluation excluded)
-  MemoryStats memory;       // the device allocator's counters (peaks since training began)
+  double tokens_per_s = 0;    // language models; 0 otherwise
+  double elapsed_s = 0;       // training time so far (evaluation excluded)
+  MemoryStats memory;         // the device allocator's counters (peaks since training began)
+  double loss_scale = 0;      // the dynamic loss scale after this step; 0 without loss scaling
+  int64_t skipped_steps = 0;  // steps skipped so far (overflowing or non-finite gradients)
+  bool skipped = false;       // this step's update was skipped
 };
 
 struct EvalMetrics {
@@ -137,6 +149,10 @@ class Trainer {
   int64_t samples_seen_ = 0;
   double elapsed_s_ = 0;
   int64_t last_eval_step_ = -1;
+  // Dynamic loss scaling state (checkpointed).
+  double loss_scale_ = 1.0;
+  int64_t clean_steps_ = 0;  // consecutive steps without overflow since the last change
+  int64_t skipped_steps_ = 0;
 };
 
 // The optimizer steps a run of `options` over `train_examples` examples takes (what
