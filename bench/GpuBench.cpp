@@ -1,7 +1,12 @@
 // lathe-bench gpu: GEMM TFLOP/s, attention TFLOP/s (fwd+bwd, and the forward (_f) and the
 // backward (_b) alone) and memory-bound kernels in GB/s on cuda:0, each next to PyTorch measured
 // in the same run (bench/peers/torch_gpu.py). Times are medians of device-synchronised repeats.
+// Attention runs twice: attn_bf16_* under LATHE_ATTENTION=cudnn (cuDNN's SDPA when the build has
+// the cuDNN frontend, else our kernel) and attn_bf16_*_own under LATHE_ATTENTION=own (our
+// tensor-core kernel); both are compared with the same PyTorch time.
+#include <cstdlib>
 #include <iostream>
+#include <set>
 #include <sstream>
 
 #include "bench/Suites.h"
@@ -26,8 +31,20 @@ struct Case {
   double flops = 0, bytes = 0;
 };
 
-Case plan(const std::string& token) {
+// "attn_bf16_fb_own:..." -> "attn_bf16_fb:..." (the same case on our own attention kernel).
+bool isOwn(const std::string& token) {
   const std::string kind = token.substr(0, token.find(':'));
+  return kind.size() > 4 && kind.compare(kind.size() - 4, 4, "_own") == 0;
+}
+std::string peerToken(const std::string& token) {
+  if (!isOwn(token)) return token;
+  const size_t colon = token.find(':');
+  return token.substr(0, colon - 4) + token.substr(colon);
+}
+
+Case plan(const std::string& token) {
+  const std::string base = peerToken(token);  // the _own cases plan the same work
+  const std::string kind = base.substr(0, base.find(':'));
   const auto d = dimsOf(token);
   auto req = [](Tensor t) { return t.setRequiresGrad(true); };
   if (kind == "gemm_bf16") {  // M,N,K
@@ -74,11 +91,18 @@ Case plan(const std::string& token) {
 }
 
 const std::vector<std::string> kCases = {
-    "gemm_bf16:4096,4096,4096",  "gemm_bf16:8192,8192,8192",   "gemm_bf16:16384,768,3072",
-    "attn_bf16_fb:8,16,1024,64", "attn_bf16_fb:4,16,2048,128", "attn_bf16_fb:2,16,4096,64",
-    "attn_bf16_f:8,16,1024,64",  "attn_bf16_f:4,16,2048,128",  "attn_bf16_f:2,16,4096,64",
-    "attn_bf16_b:8,16,1024,64",  "attn_bf16_b:4,16,2048,128",  "attn_bf16_b:2,16,4096,64",
-    "add_bf16:268435456",        "softmax_bf16:65536,4096",    "layernorm_bf16:65536,768",
+    "gemm_bf16:4096,4096,4096",       "gemm_bf16:8192,8192,8192",
+    "gemm_bf16:16384,768,3072",       "attn_bf16_fb:8,16,1024,64",
+    "attn_bf16_fb_own:8,16,1024,64",  "attn_bf16_fb:4,16,2048,128",
+    "attn_bf16_fb_own:4,16,2048,128", "attn_bf16_fb:2,16,4096,64",
+    "attn_bf16_fb_own:2,16,4096,64",  "attn_bf16_f:8,16,1024,64",
+    "attn_bf16_f_own:8,16,1024,64",   "attn_bf16_f:4,16,2048,128",
+    "attn_bf16_f_own:4,16,2048,128",  "attn_bf16_f:2,16,4096,64",
+    "attn_bf16_f_own:2,16,4096,64",   "attn_bf16_b:8,16,1024,64",
+    "attn_bf16_b_own:8,16,1024,64",   "attn_bf16_b:4,16,2048,128",
+    "attn_bf16_b_own:4,16,2048,128",  "attn_bf16_b:2,16,4096,64",
+    "attn_bf16_b_own:2,16,4096,64",   "add_bf16:268435456",
+    "softmax_bf16:65536,4096",        "layernorm_bf16:65536,768",
 };
 
 }  // namespace
@@ -95,17 +119,24 @@ int runGpu(const Options& opts) {
   std::string why = "skipped (--no-peer)";
   if (!opts.no_peer) {
     std::vector<std::string> args = {"--repeats", std::to_string(opts.repeats)};
-    args.insert(args.end(), cases.begin(), cases.end());
+    std::set<std::string> asked;
+    for (const auto& c : cases)
+      if (asked.insert(peerToken(c)).second) args.push_back(peerToken(c));
     peer = runPeer("torch_gpu.py", args, why);
   }
   std::cout << "lathe-bench gpu: cuda:0, median of " << opts.repeats
             << " synchronised runs; rate = TFLOP/s (compute) or GB/s (memory)\n";
   if (peer.empty()) std::cout << "PyTorch peer: " << why << "\n";
+  std::cout << "attention: attn_bf16_* with LATHE_ATTENTION=cudnn (cuDNN SDPA when built with the "
+               "cuDNN frontend), attn_bf16_*_own with LATHE_ATTENTION=own (Lathe's kernel)\n";
+  const char* env = std::getenv("LATHE_ATTENTION");
+  const std::string saved_env = env ? env : "";
   Table table(
       {"case", "lathe ms", "lathe rate", "pytorch ms", "pytorch rate", "lathe/pytorch speed"});
   Backend& gpu = backendFor(DeviceType::cuda);
   for (const auto& c : cases) {
     try {
+      if (c.rfind("attn", 0) == 0) setenv("LATHE_ATTENTION", isOwn(c) ? "own" : "cudnn", 1);
       Case k = plan(c);
       const double ms = medianMs(
           [&] {
@@ -117,7 +148,7 @@ int runGpu(const Options& opts) {
         return k.flops > 0 ? fmt(k.flops / t / 1e9, 1) + " TF"
                            : fmt(k.bytes / t / 1e6, 0) + " GB/s";
       };
-      auto it = peer.find(c);
+      auto it = peer.find(peerToken(c));
       table.add({c, fmt(ms), rate(ms), it != peer.end() ? fmt(it->second) : "-",
                  it != peer.end() ? rate(it->second) : "-",
                  it != peer.end() ? fmt(it->second / ms, 2) : "-"});
@@ -125,6 +156,10 @@ int runGpu(const Options& opts) {
       table.add({c, std::string("error: ") + e.what()});
     }
   }
+  if (env)
+    setenv("LATHE_ATTENTION", saved_env.c_str(), 1);
+  else
+    unsetenv("LATHE_ATTENTION");
   table.print();
   return 0;
 }

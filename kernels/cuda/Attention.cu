@@ -4,11 +4,14 @@
 // This first version uses CUDA cores: a warp owns one query row (forward, dQ) or one key row
 // (dK, dV); K/V (or Q/dO) tiles are staged in shared memory for the 4 warps of a block; online
 // softmax in f32 (f64 for f64). Rows with no visible key give 0 and lse = -inf.
-// TODO(perf): a tensor-core (mma/wgmma) kernel is needed to reach PyTorch SDPA speed.
+// f16/bf16 go first to a fused path: cuDNN's SDPA graphs (CudnnAttention.h; the default when
+// built with the cuDNN frontend) or our tensor-core kernel (FlashAttention.h); LATHE_ATTENTION=
+// own|cudnn picks which is tried first (own: cuDNN is never used). What both decline lands here.
 #include <type_traits>
 
 #include "kernels/cuda/CudaBackendImpl.h"
 #include "kernels/cuda/CudaCommon.cuh"
+#include "kernels/cuda/CudnnAttention.h"
 #include "kernels/cuda/FlashAttention.h"
 
 namespace lathe::cuda {
@@ -291,6 +294,9 @@ void withLse(DType t, F&& f) {
 void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v,
                             const Tensor* key_padding, const AttentionParams& p, const Tensor& out,
                             const Tensor& lse) {
+  if (preferredAttentionPath() == AttentionPath::cudnn &&
+      cudnnAttentionForward(q, k, v, key_padding, p, out, lse))
+    return;
   if (flashAttentionForward(q, k, v, key_padding, p, out, lse)) return;  // tensor cores
   const int dev = out.device().index;
   setDevice(dev);
@@ -318,6 +324,11 @@ void CudaBackend::attentionBackward(const Tensor& q, const Tensor& k, const Tens
                                     const Tensor* key_padding, const AttentionParams& p,
                                     const Tensor& out, const Tensor& lse, const Tensor& gout,
                                     const Tensor& gq, const Tensor& gk, const Tensor& gv) {
+  // The same choice as the forward (same case, same LATHE_ATTENTION); either path's lse is the
+  // natural-log log-sum-exp of the scaled scores, so the two could even be mixed.
+  if (preferredAttentionPath() == AttentionPath::cudnn &&
+      cudnnAttentionBackward(q, k, v, key_padding, p, out, lse, gout, gq, gk, gv))
+    return;
   if (flashAttentionBackward(q, k, v, key_padding, p, out, lse, gout, gq, gk, gv)) return;
   const int dev = gq.device().index;
   setDevice(dev);

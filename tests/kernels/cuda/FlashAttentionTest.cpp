@@ -1,19 +1,27 @@
-// The tensor-core FlashAttention path (kernels/cuda/FlashAttention.cu) against the CPU reference
-// attention in f32 on the same (f16/bf16-rounded) inputs: output, lse, dQ, dK, dV, for bf16 and
-// f16, head dims 64 and 128, causal or not, T == S and T != S (both ways, so causal rows with no
-// visible key occur), GQA, key padding with fully masked rows, odd lengths and multi-block
-// sizes. The entry points are called directly (they must accept these cases), and the op-level
-// path through CudaBackend::attention / attentionBackward is checked end to end. GPU
-// allocations are poisoned, so anything the kernels leave unwritten fails.
+// The fused attention paths against the CPU reference attention in f32 on the same
+// (f16/bf16-rounded) inputs: output, lse, dQ, dK, dV, for bf16 and f16, head dims 64 and 128,
+// causal or not, T == S and T != S (both ways, so causal rows with no visible key occur), GQA,
+// key padding with fully masked rows, odd lengths and multi-block sizes. Every case runs twice:
+// _own calls our tensor-core kernel (kernels/cuda/FlashAttention.cu) directly (it must accept
+// these cases); _cudnn goes through cuDNN's SDPA (kernels/cuda/CudnnAttention.cpp) where it takes
+// the case and checks that it declines the ones it must (key padding, causal with T > S), which
+// then run on our kernel as CudaBackend does; a cuDNN forward also feeds our backward (the lse
+// conventions agree). The op-level path through CudaBackend::attention / attentionBackward is
+// checked end to end under LATHE_ATTENTION=own and =cudnn. GPU allocations are poisoned, so
+// anything the kernels leave unwritten fails.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <iostream>
 #include <ostream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "kernels/cuda/CudaBackend.h"
+#include "kernels/cuda/CudnnAttention.h"
 #include "kernels/cuda/FlashAttention.h"
 #include "tests/OpTestUtil.h"
 
@@ -97,11 +105,43 @@ void expectZeroRows(const Tensor& lse_ref, const Tensor& rows_gpu, int64_t D,
   }
 }
 
-class FlashAttention : public ::testing::TestWithParam<FlashCase> {};
+enum class Path { own, cudnn };
+
+// Sets LATHE_ATTENTION for a scope (the backend reads it on every call).
+class AttentionPathScope {
+ public:
+  explicit AttentionPathScope(Path p) {
+    const char* old = std::getenv("LATHE_ATTENTION");
+    had_ = old != nullptr;
+    if (had_) old_ = old;
+    setenv("LATHE_ATTENTION", p == Path::own ? "own" : "cudnn", 1);
+  }
+  ~AttentionPathScope() {
+    if (had_)
+      setenv("LATHE_ATTENTION", old_.c_str(), 1);
+    else
+      unsetenv("LATHE_ATTENTION");
+  }
+  AttentionPathScope(const AttentionPathScope&) = delete;
+  AttentionPathScope& operator=(const AttentionPathScope&) = delete;
+
+ private:
+  bool had_ = false;
+  std::string old_;
+};
+
+const char* pathName(Path p) {
+  return p == Path::own ? "own" : "cudnn";
+}
+
+class FlashAttention : public ::testing::TestWithParam<std::tuple<FlashCase, Path>> {};
 
 TEST_P(FlashAttention, MatchesCpuReference) {
   LATHE_REQUIRE_GPU();
-  const FlashCase& c = GetParam();
+  const FlashCase& c = std::get<0>(GetParam());
+  const Path path = std::get<1>(GetParam());
+  if (path == Path::cudnn && !cuda::cudnnAttentionCompiled())
+    GTEST_SKIP() << "built without the cuDNN frontend (LATHE_CUDNN_FRONTEND_DIR)";
   manualSeed(17);
   const Shape qs{c.B, c.H, c.T, c.D}, ks{c.B, c.Hkv, c.S, c.D};
   // Inputs rounded to the dtype once; the CPU sees them in f32. q and k in [-2, 2) give peaked
@@ -122,20 +162,47 @@ TEST_P(FlashAttention, MatchesCpuReference) {
   ref.attentionBackward(q, k, v, pad.defined() ? &pad : nullptr, params, out_r, lse_r, go, gq_r,
                         gk_r, gv_r);
 
-  // GPU tensor-core path, called directly.
+  // GPU: our tensor-core kernel called directly, or cuDNN where it takes the case.
   const Tensor qd = q.to(c.dtype).to(kGpu), kd = k.to(c.dtype).to(kGpu),
                vd = v.to(c.dtype).to(kGpu), god = go.to(c.dtype).to(kGpu);
   const Tensor padd = pad.defined() ? pad.to(kGpu) : Tensor();
+  const Tensor* padp = padd.defined() ? &padd : nullptr;
   ASSERT_TRUE(cuda::flashAttentionSupports(qd, kd, params)) << c.name;
+  bool use_cudnn = false;
+  if (path == Path::cudnn) {
+    use_cudnn = cuda::cudnnAttentionSupports(qd, kd, padp, params);
+    const bool declines = c.pad != Pad::none || (c.causal && c.T > c.S) || (c.T < 64 && c.T != c.S);
+    if (declines)
+      EXPECT_FALSE(use_cudnn) << c.name
+                              << ": cuDNN must decline key padding, causal T > S, decode shapes";
+    else if (!use_cudnn)
+      std::cout << "[  NOTE    ] " << c.name << ": cuDNN declined (run with "
+                << "LATHE_ATTENTION_VERBOSE=1 for why); checked on our kernel\n";
+    ::testing::Test::RecordProperty("cudnn", use_cudnn ? "yes" : "no");
+  }
   Tensor out = Tensor::empty(qs, c.dtype, kGpu),
          lse = Tensor::empty({c.B, c.H, c.T}, DType::f32, kGpu);
-  ASSERT_TRUE(
-      cuda::flashAttentionForward(qd, kd, vd, padd.defined() ? &padd : nullptr, params, out, lse));
+  if (use_cudnn)
+    ASSERT_TRUE(cuda::cudnnAttentionForward(qd, kd, vd, padp, params, out, lse));
+  else
+    ASSERT_TRUE(cuda::flashAttentionForward(qd, kd, vd, padp, params, out, lse));
   Tensor gq = Tensor::empty(qs, c.dtype, kGpu), gk = Tensor::empty(ks, c.dtype, kGpu),
          gv = Tensor::empty(ks, c.dtype, kGpu);
-  ASSERT_TRUE(cuda::flashAttentionBackward(qd, kd, vd, padd.defined() ? &padd : nullptr, params,
-                                           out, lse, god, gq, gk, gv));
+  if (use_cudnn)
+    ASSERT_TRUE(cuda::cudnnAttentionBackward(qd, kd, vd, padp, params, out, lse, god, gq, gk, gv));
+  else
+    ASSERT_TRUE(cuda::flashAttentionBackward(qd, kd, vd, padp, params, out, lse, god, gq, gk, gv));
   backendFor(DeviceType::cuda).synchronize(0);
+
+  if (use_cudnn) {  // cuDNN's out and Stats through our backward: the same lse convention
+    Tensor gq2 = Tensor::empty(qs, c.dtype, kGpu), gk2 = Tensor::empty(ks, c.dtype, kGpu),
+           gv2 = Tensor::empty(ks, c.dtype, kGpu);
+    ASSERT_TRUE(
+        cuda::flashAttentionBackward(qd, kd, vd, padp, params, out, lse, god, gq2, gk2, gv2));
+    expectNear(gq2, gq_r, 3e-2, c.name + " dq (cuDNN forward, own backward)");
+    expectNear(gk2, gk_r, 3e-2, c.name + " dk (cuDNN forward, own backward)");
+    expectNear(gv2, gv_r, 3e-2, c.name + " dv (cuDNN forward, own backward)");
+  }
 
   expectNear(out, out_r, 1e-2, c.name + " out");
   expectNear(lse, lse_r, 1e-3, c.name + " lse");
@@ -197,8 +264,13 @@ std::vector<FlashCase> flashCases() {
   return cs;
 }
 
-INSTANTIATE_TEST_SUITE_P(Gpu, FlashAttention, ::testing::ValuesIn(flashCases()),
-                         [](const auto& info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(Gpu, FlashAttention,
+                         ::testing::Combine(::testing::ValuesIn(flashCases()),
+                                            ::testing::Values(Path::own, Path::cudnn)),
+                         [](const auto& info) {
+                           return std::get<0>(info.param).name + "_" +
+                                  pathName(std::get<1>(info.param));
+                         });
 
 TEST(FlashAttentionDispatch, DeclinesUnsupportedCases) {
   LATHE_REQUIRE_GPU();
@@ -216,36 +288,70 @@ TEST(FlashAttentionDispatch, DeclinesUnsupportedCases) {
   EXPECT_FALSE(cuda::flashAttentionForward(q, q, q, nullptr, p, out, lse));
 }
 
+// cuDNN declines what it cannot express as we define it (and decode shapes), and (when compiled
+// in) takes the plain causal self-attention shapes the bench and the GPT models use.
+TEST(CudnnAttentionDispatch, DeclinesAndTakes) {
+  LATHE_REQUIRE_GPU();
+  if (!cuda::cudnnAttentionCompiled()) {
+    const Tensor q = Tensor::zeros({1, 2, 64, 64}, DType::bf16, kGpu);
+    EXPECT_FALSE(cuda::cudnnAttentionSupports(q, q, nullptr, AttentionParams{true, 0.0}));
+    GTEST_SKIP() << "built without the cuDNN frontend (LATHE_CUDNN_FRONTEND_DIR)";
+  }
+  auto t = [](int64_t T, int64_t D, DType dt) { return Tensor::zeros({1, 2, T, D}, dt, kGpu); };
+  const AttentionParams causal{true, 0.0}, full{false, 0.0};
+  const Tensor pad = Tensor::ones({1, 64}, DType::b8, kGpu);
+  EXPECT_FALSE(
+      cuda::cudnnAttentionSupports(t(64, 64, DType::bf16), t(64, 64, DType::bf16), &pad, causal));
+  EXPECT_FALSE(cuda::cudnnAttentionSupports(t(128, 64, DType::bf16), t(64, 64, DType::bf16),
+                                            nullptr, causal));
+  EXPECT_FALSE(
+      cuda::cudnnAttentionSupports(t(64, 64, DType::f32), t(64, 64, DType::f32), nullptr, causal));
+  EXPECT_FALSE(cuda::cudnnAttentionSupports(t(1, 64, DType::bf16), t(300, 64, DType::bf16), nullptr,
+                                            causal));  // decoding with a KV cache
+  for (DType dt : {DType::bf16, DType::f16})
+    for (int64_t D : {64, 128})
+      for (int64_t T : {256, 1024}) {
+        EXPECT_TRUE(cuda::cudnnAttentionSupports(t(T, D, dt), t(T, D, dt), nullptr, causal))
+            << dtypeName(dt) << " D" << D << " T" << T << " causal";
+        EXPECT_TRUE(cuda::cudnnAttentionSupports(t(T, D, dt), t(T, D, dt), nullptr, full))
+            << dtypeName(dt) << " D" << D << " T" << T;
+      }
+}
+
 // End to end through scaledDotProductAttention and autograd on cuda (the hooks in
 // CudaBackend::attention / attentionBackward), against the same op on the CPU in f32.
 TEST(FlashAttentionOp, AutogradMatchesCpu) {
   LATHE_REQUIRE_GPU();
-  for (DType dt : {DType::bf16, DType::f16})
-    for (int64_t D : {64, 128}) {
-      manualSeed(23);
-      const std::string name =
-          std::string(dt == DType::bf16 ? "bf16" : "f16") + "_d" + std::to_string(D);
-      auto input = [&](const Shape& s, double a) {
-        return test::uniform(s, -a, a, DType::f32).to(dt).to(DType::f32);
-      };
-      const Shape qs{2, 4, 95, D}, ks{2, 2, 95, D};
-      const Tensor q = input(qs, 2.0), k = input(ks, 2.0), v = input(ks, 1.0), w = input(qs, 1.0);
-      std::vector<Tensor> cpu_in{q.clone().setRequiresGrad(true), k.clone().setRequiresGrad(true),
-                                 v.clone().setRequiresGrad(true)};
-      std::vector<Tensor> gpu_in{q.to(dt).to(kGpu).detach().setRequiresGrad(true),
-                                 k.to(dt).to(kGpu).detach().setRequiresGrad(true),
-                                 v.to(dt).to(kGpu).detach().setRequiresGrad(true)};
-      Tensor oc = scaledDotProductAttention(cpu_in[0], cpu_in[1], cpu_in[2], true);
-      Tensor og = scaledDotProductAttention(gpu_in[0], gpu_in[1], gpu_in[2], true);
-      ASSERT_EQ(og.device(), kGpu);
-      expectNear(og, oc, 1e-2, name + " out");
-      std::vector<Tensor> gc = grad({oc}, {w}, cpu_in);
-      std::vector<Tensor> gg = grad({og}, {w.to(dt).to(kGpu)}, gpu_in);
-      ASSERT_EQ(gc.size(), 3u);
-      ASSERT_EQ(gg.size(), 3u);
-      for (size_t i = 0; i < 3; ++i)
-        expectNear(gg[i], gc[i], 3e-2, name + " grad " + std::to_string(i));
-    }
+  for (Path path : {Path::own, Path::cudnn}) {
+    AttentionPathScope scope(path);
+    // D 64 and 128 (our tensor-core kernel or cuDNN), 96 (cuDNN or the generic kernel).
+    for (DType dt : {DType::bf16, DType::f16})
+      for (int64_t D : {64, 96, 128}) {
+        manualSeed(23);
+        const std::string name = std::string(pathName(path)) + "_" +
+                                 (dt == DType::bf16 ? "bf16" : "f16") + "_d" + std::to_string(D);
+        auto input = [&](const Shape& s, double a) {
+          return test::uniform(s, -a, a, DType::f32).to(dt).to(DType::f32);
+        };
+        const Shape qs{2, 4, 95, D}, ks{2, 2, 95, D};
+        const Tensor q = input(qs, 2.0), k = input(ks, 2.0), v = input(ks, 1.0), w = input(qs, 1.0);
+        std::vector<Tensor> cpu_in{q.clone().setRequiresGrad(true), k.clone().setRequiresGrad(true),
+                                   v.clone().setRequiresGrad(true)};
+        std::vector<Tensor> gpu_in{q.to(dt).to(kGpu).detach().setRequiresGrad(true),
+                                   k.to(dt).to(kGpu).detach().setRequiresGrad(true),
+                                   v.to(dt).to(kGpu).detach().setRequiresGrad(true)};
+        Tensor oc = scaledDotProductAttention(cpu_in[0], cpu_in[1], cpu_in[2], true);
+        Tensor og = scaledDotProductAttention(gpu_in[0], gpu_in[1], gpu_in[2], true);
+        ASSERT_EQ(og.device(), kGpu);
+        expectNear(og, oc, 1e-2, name + " out");
+        std::vector<Tensor> gc = grad({oc}, {w}, cpu_in);
+        std::vector<Tensor> gg = grad({og}, {w.to(dt).to(kGpu)}, gpu_in);
+        ASSERT_EQ(gc.size(), 3u);
+        ASSERT_EQ(gg.size(), 3u);
+        for (size_t i = 0; i < 3; ++i)
+          expectNear(gg[i], gc[i], 3e-2, name + " grad " + std::to_string(i));
+      }
+  }
 }
 
 }  // namespace
