@@ -138,12 +138,13 @@ def load_text_windows(c):
         w = t[idx]
         return w[:, :-1].contiguous(), w[:, 1:].contiguous()
 
-    return windows(tokens[:n_train]), windows(tokens[n_train:n_train + n_val])
+    return (windows(tokens[:n_train]), windows(tokens[n_train:n_train + n_val]),
+            windows(tokens[n_train + n_val:]))
 
 
 def train_gpt(steps, seed):
     c = GPT
-    (x_tr, y_tr), (x_val, y_val) = load_text_windows(c)
+    (x_tr, y_tr), (x_val, y_val), (x_te, y_te) = load_text_windows(c)
     torch.manual_seed(seed)
     model = Gpt(c)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and not n.startswith("w")]
@@ -185,13 +186,14 @@ def train_gpt(steps, seed):
     if steps <= 0:
         model.eval()
         with torch.no_grad():
-            total_loss = 0.0
-            for b in range(0, x_val.shape[0], c["batch"]):
-                logits = model(x_val[b:b + c["batch"]])
-                total_loss += F.cross_entropy(logits.reshape(-1, c["vocab"]),
-                                              y_val[b:b + c["batch"]].reshape(-1),
-                                              reduction="sum").item()
-        result["val_loss"] = total_loss / y_val.numel()
+            for name, (x_e, y_e) in (("val", (x_val, y_val)), ("test", (x_te, y_te))):
+                total_loss = 0.0
+                for b in range(0, x_e.shape[0], c["batch"]):
+                    logits = model(x_e[b:b + c["batch"]])
+                    total_loss += F.cross_entropy(logits.reshape(-1, c["vocab"]),
+                                                  y_e[b:b + c["batch"]].reshape(-1),
+                                                  reduction="sum").item()
+                result[name + "_loss"] = total_loss / y_e.numel()
     return result
 
 
@@ -274,7 +276,7 @@ def main():
     if "gpt" in kinds:
         r = train_gpt(args.steps, args.seed)
         print(json.dumps(r), flush=True)
-        for k in ("samples_per_s", "tokens_per_s", "step_ms", "val_loss"):
+        for k in ("samples_per_s", "tokens_per_s", "step_ms", "val_loss", "test_loss"):
             if r.get(k) is not None:
                 print(f"RESULT gpt.{k} {r[k]:.6f}", flush=True)
         kinds.remove("gpt")

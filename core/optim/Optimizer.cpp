@@ -365,15 +365,12 @@ double clipGradNorm(ParameterBuffer& buffer, double max_norm) {
 
 void scaleGrads(ParameterBuffer& buffer, double factor) {
   if (factor == 1.0) return;
-  NoGradGuard no_grad;
-  MemoryTagScope tag(MemoryTag::workspace);
+  // In place through the backend: one pass, and no temporary, so a step that clips for the
+  // first time late in a run allocates nothing (a GPU's caching allocator stays warm).
   for (const ParameterBuffer::Group& g : buffer.groups()) {
-    if (!g.trainable) continue;
-    const int64_t n = g.grads.numel();
-    for (int64_t b = 0; b < n; b += kChunk) {
-      Tensor c = g.grads.slice(0, b, std::min(n, b + kChunk));
-      c.copy_(mul(c, factor));
-    }
+    if (!g.trainable || g.grads.numel() == 0) continue;
+    backendFor(g.grads).unary(UnaryOp::mul_scalar, g.grads, g.grads, factor, 0.0);
+    g.grads.storage()->bumpVersion();
   }
 }
 

@@ -1,3 +1,6 @@
+#include <cstdio>
+#include <cstdlib>
+
 #include "kernels/cuda/CudaAllocator.h"
 #include "kernels/cuda/CudaBackend.h"
 #include "kernels/cuda/CudaCommon.cuh"
@@ -52,6 +55,16 @@ void* CudaAllocator::systemAllocate(size_t bytes) {
   }
   countSystemAllocation();
   addReserved(static_cast<int64_t>(bytes));
+  // LATHE_CUDA_ALLOC_LOG=1: one line per cudaMalloc (finding allocations in steady state).
+  static const bool log = [] {
+    const char* v = std::getenv("LATHE_CUDA_ALLOC_LOG");
+    return v != nullptr && *v != '\0' && *v != '0';
+  }();
+  if (log) {
+    std::fprintf(stderr, "[lathe cuda:%d] cudaMalloc #%lld: %zu bytes (in use %lld, cached %zu)\n",
+                 device_, static_cast<long long>(stats().system_allocations), bytes,
+                 static_cast<long long>(stats().current), cached_bytes_);
+  }
   return p;
 }
 
