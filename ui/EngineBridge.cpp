@@ -65,6 +65,21 @@ qint64 EngineBridge::launch(const run::RunConfig& config) {
   return id;
 }
 
+void EngineBridge::resumeRun(qint64 run_id) {
+  if (isActive(run_id))
+    throw Error("run " + std::to_string(run_id) + " is already queued or running");
+  std::unique_ptr<run::Runner> runner = run::Runner::resume(run_id, options_);
+  runner->subscribe([this](const run::RunEvent& e) { onEngineEvent(e); });
+  {
+    store::RunStore db(options_.db_path);
+    db.setStatus(run_id, store::Status::queued, "resume queued");
+  }
+  queued_.push_back(std::move(runner));
+  Q_EMIT runQueued(run_id);
+  Q_EMIT statusChanged(run_id, "queued", tr("resume queued"));
+  if (!current_) startNext();
+}
+
 bool EngineBridge::isActive(qint64 run_id) const {
   if (current_ && current_->runId() == run_id) return true;
   for (const auto& r : queued_)

@@ -46,6 +46,10 @@ class EngineBridge : public QObject {
   // Creates the run's store row (status queued) and queues it; starts it when nothing runs.
   // Returns the run id. Throws lathe::Error when the store cannot be written.
   qint64 launch(const run::RunConfig& config);
+  // Queues run `run_id` of the store to continue from its latest checkpoint, as `lathe-cli
+  // resume` does (run::Runner::resume); its store status is queued until it starts. Throws
+  // lathe::Error for a run that is unknown, done, or active in this session.
+  void resumeRun(qint64 run_id);
 
   bool isActive(qint64 run_id) const;  // queued or running in this session
   qint64 currentRunId() const;         // the run on the engine thread; 0 when idle

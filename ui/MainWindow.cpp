@@ -3,6 +3,7 @@
 #include <QAction>
 #include <QApplication>
 #include <QCloseEvent>
+#include <QDir>
 #include <QDockWidget>
 #include <QFile>
 #include <QFileDialog>
@@ -10,8 +11,10 @@
 #include <QLabel>
 #include <QMenuBar>
 #include <QMessageBox>
+#include <QPushButton>
 #include <QStatusBar>
 #include <QTabWidget>
+#include <nlohmann/json.hpp>
 
 #include "core/base/BuildInfo.h"
 #include "core/store/RunStore.h"
@@ -19,6 +22,8 @@
 #include "ui/panels/compare/ComparePanel.h"
 #include "ui/panels/monitor/MonitorPanel.h"
 #include "ui/panels/runs/RunsPanel.h"
+#include "ui/panels/setup/DatasetCard.h"
+#include "ui/panels/setup/ModelCard.h"
 #include "ui/panels/setup/SetupPanel.h"
 
 namespace lathe::ui {
@@ -62,29 +67,88 @@ MainWindow::MainWindow(WorkbenchSettings settings, QWidget* parent)
     runs_->selectRun(id);
     tabs_->setCurrentWidget(monitor_);
   });
-  if (bridge_ != nullptr) {
-    connect(bridge_, &EngineBridge::stepMetrics, monitor_, &MonitorPanel::onStep);
-    connect(bridge_, &EngineBridge::evalMetrics, monitor_, &MonitorPanel::onEval);
-    connect(bridge_, &EngineBridge::logLine, monitor_, &MonitorPanel::onLog);
-    connect(bridge_, &EngineBridge::progress, monitor_, &MonitorPanel::onProgress);
-    connect(bridge_, &EngineBridge::statusChanged, monitor_, &MonitorPanel::onStatus);
-    connect(bridge_, &EngineBridge::statusChanged, this,
-            [this](qint64 id, const QString& status, const QString& message) {
-              runs_->refresh();
-              if (isFinal(status)) compare_->refresh();
-              statusBar()->showMessage(message.isEmpty()
-                                           ? tr("Run #%1: %2").arg(id).arg(status)
-                                           : tr("Run #%1: %2 — %3").arg(id).arg(status, message));
-            });
-    connect(bridge_, &EngineBridge::summaryReady, runs_, &RunsPanel::refresh);
-    connect(monitor_, &MonitorPanel::cancelRequested, bridge_, &EngineBridge::cancel);
-    connect(monitor_, &MonitorPanel::pauseRequested, bridge_, &EngineBridge::pause);
-    connect(monitor_, &MonitorPanel::resumeRequested, bridge_, &EngineBridge::resume);
-  }
+  connect(runs_, &RunsPanel::message, this,
+          [this](const QString& text) { statusBar()->showMessage(text); });
+  connect(runs_, &RunsPanel::runsChanged, compare_, &ComparePanel::refresh);
+  connect(runs_, &RunsPanel::runDeleted, monitor_, &MonitorPanel::forgetRun);
+  connect(runs_, &RunsPanel::duplicateRequested, this, &MainWindow::duplicateRun);
+  connect(runs_, &RunsPanel::resumeRequested, this, &MainWindow::resumeRun);
+  connect(setup_->modelCard(), &ModelCard::fileOpened, this, &MainWindow::addRecent);
+  connectBridge();
 
   buildMenus();
-  statusBar()->addPermanentWidget(new QLabel(tr("Database: %1").arg(db_path_)));
+  db_label_ = new QLabel(tr("Database: %1").arg(db_path_));
+  db_label_->setObjectName("DatabaseLabel");
+  statusBar()->addPermanentWidget(db_label_);
   if (statusBar()->currentMessage().isEmpty()) statusBar()->showMessage(tr("Ready"));
+  if (!settings_.geometry.isEmpty()) restoreGeometry(settings_.geometry);
+  if (!settings_.window_state.isEmpty()) restoreState(settings_.window_state);
+}
+
+void MainWindow::connectBridge() {
+  if (bridge_ == nullptr) return;
+  connect(bridge_, &EngineBridge::stepMetrics, monitor_, &MonitorPanel::onStep);
+  connect(bridge_, &EngineBridge::evalMetrics, monitor_, &MonitorPanel::onEval);
+  connect(bridge_, &EngineBridge::logLine, monitor_, &MonitorPanel::onLog);
+  connect(bridge_, &EngineBridge::progress, monitor_, &MonitorPanel::onProgress);
+  connect(bridge_, &EngineBridge::statusChanged, monitor_, &MonitorPanel::onStatus);
+  connect(bridge_, &EngineBridge::statusChanged, this,
+          [this](qint64 id, const QString& status, const QString& message) {
+            runs_->refresh();
+            if (isFinal(status)) compare_->refresh();
+            statusBar()->showMessage(message.isEmpty()
+                                         ? tr("Run #%1: %2").arg(id).arg(status)
+                                         : tr("Run #%1: %2 — %3").arg(id).arg(status, message));
+          });
+  connect(bridge_, &EngineBridge::summaryReady, runs_, &RunsPanel::refresh);
+  // No dataset preview loads while a run trains: it would count in the run's memory figures.
+  connect(bridge_, &EngineBridge::runQueued, this,
+          [this] { setup_->datasetCard()->setPreviewHeld(true); });
+  connect(bridge_, &EngineBridge::idle, this,
+          [this] { setup_->datasetCard()->setPreviewHeld(false); });
+  connect(monitor_, &MonitorPanel::cancelRequested, bridge_, &EngineBridge::cancel);
+  connect(monitor_, &MonitorPanel::pauseRequested, bridge_, &EngineBridge::pause);
+  connect(monitor_, &MonitorPanel::resumeRequested, bridge_, &EngineBridge::resume);
+}
+
+void MainWindow::closeEvent(QCloseEvent* event) {
+  settings_.geometry = saveGeometry();
+  settings_.window_state = saveState();
+  settings_.save();
+  QMainWindow::closeEvent(event);
+}
+
+bool MainWindow::switchDatabase(const QString& path) {
+  if (path.isEmpty()) return false;
+  if (bridge_ != nullptr && bridge_->currentRunId() != 0) {
+    statusBar()->showMessage(
+        tr("Cannot switch the database while a run is active: cancel it or let it finish"));
+    return false;
+  }
+  std::unique_ptr<store::RunStore> next;
+  try {
+    next = std::make_unique<store::RunStore>(path.toStdString());
+  } catch (const std::exception& e) {
+    statusBar()->showMessage(tr("Cannot open the run database: %1").arg(e.what()));
+    return false;
+  }
+  delete bridge_;  // idle: nothing to cancel
+  bridge_ = nullptr;
+  runs_->setStore(next.get());
+  monitor_->setStore(next.get());
+  compare_->setStore(next.get());
+  store_ = std::move(next);
+  db_path_ = path;
+  run::RunnerOptions options;
+  options.db_path = db_path_.toStdString();
+  bridge_ = new EngineBridge(options);
+  connectBridge();
+  settings_.db_override.clear();
+  settings_.db_path = path;
+  addRecent(path);
+  db_label_->setText(tr("Database: %1").arg(db_path_));
+  statusBar()->showMessage(tr("Opened %1").arg(path));
+  return true;
 }
 
 MainWindow::~MainWindow() {
@@ -138,10 +202,66 @@ void MainWindow::showRun(qint64 run_id) {
   monitor_->showRun(run_id);
 }
 
+void MainWindow::duplicateRun(qint64 run_id) {
+  if (store_ == nullptr) return;
+  try {
+    const store::RunRecord r = store_->getRun(run_id);
+    nlohmann::json config = nlohmann::json::parse(r.config_json);
+    config["name"] = r.name + "-copy";
+    // Relative data paths resolved against the config file's folder: made absolute, since the
+    // draft has no folder of its own.
+    const auto sums = store_->summaries(run_id);
+    if (auto it = sums.find("config.base_dir"); it != sums.end() && config.contains("dataset"))
+      if (const auto* base = std::get_if<std::string>(&it->second))
+        for (const char* key : {"path", "inputs", "targets", "vocab"}) {
+          nlohmann::json& d = config["dataset"];
+          if (!d.contains(key) || !d[key].is_string()) continue;
+          const QString p = QString::fromStdString(d[key].get<std::string>());
+          if (!p.isEmpty() && QDir::isRelativePath(p))
+            d[key] = QDir(QString::fromStdString(*base)).absoluteFilePath(p).toStdString();
+        }
+    setup_->setConfig(config);
+  } catch (const std::exception& e) {
+    statusBar()->showMessage(tr("Cannot load run #%1's config: %2").arg(run_id).arg(e.what()));
+    return;
+  }
+  tabs_->setCurrentWidget(setup_);
+  statusBar()->showMessage(tr("Run #%1's config loaded into Setup").arg(run_id));
+}
+
+bool MainWindow::resumeRun(qint64 run_id) {
+  if (bridge_ == nullptr) return false;
+  try {
+    bridge_->resumeRun(run_id);
+  } catch (const std::exception& e) {
+    statusBar()->showMessage(tr("Cannot resume run #%1: %2").arg(run_id).arg(e.what()));
+    return false;
+  }
+  monitor_->followResumed(run_id);
+  runs_->refresh();
+  runs_->selectRun(run_id);
+  monitor_->showRun(run_id);
+  tabs_->setCurrentWidget(monitor_);
+  statusBar()->showMessage(tr("Run #%1 resumes from its checkpoint").arg(run_id));
+  return true;
+}
+
 void MainWindow::buildMenus() {
   QMenu* file = menuBar()->addMenu(tr("&File"));
   file->addAction(tr("&Open run config…"), QKeySequence(QKeySequence::Open), this,
                   &MainWindow::openConfigFile);
+  QAction* model = file->addAction(tr("Open &model file…"), setup_->modelCard(), [this] {
+    tabs_->setCurrentWidget(setup_);
+    setup_->findChild<QPushButton*>("ModelOpenFile")->click();
+  });
+  model->setObjectName("OpenModelFileAction");
+  model->setShortcut(QKeySequence(tr("Ctrl+Shift+M")));
+  QAction* db = file->addAction(tr("Open &database…"), this, &MainWindow::openDatabaseDialog);
+  db->setObjectName("OpenDatabaseAction");
+  db->setShortcut(QKeySequence(tr("Ctrl+Shift+O")));
+  recent_menu_ = file->addMenu(tr("&Recent files"));
+  recent_menu_->setObjectName("RecentFilesMenu");
+  updateRecentMenu();
   QMenu* examples = file->addMenu(tr("&Examples"));
   for (const char* name : {"fashion_cnn", "fashion_mlp", "text_gpt_tiny"}) {
     examples->addAction(QString(name), this, [this, name] {
@@ -176,20 +296,71 @@ void MainWindow::buildMenus() {
 }
 
 void MainWindow::openConfigFile() {
-  const QString path = QFileDialog::getOpenFileName(this, tr("Open run config"), QString(),
-                                                    tr("Run configs (*.json)"));
-  if (path.isEmpty()) return;
+  auto* dialog =
+      new QFileDialog(this, tr("Open run config"), QString(), tr("Run configs (*.json)"));
+  dialog->setObjectName("OpenConfigDialog");
+  dialog->setAttribute(Qt::WA_DeleteOnClose);
+  dialog->setFileMode(QFileDialog::ExistingFile);
+  connect(dialog, &QFileDialog::fileSelected, this, &MainWindow::openConfig);
+  dialog->open();
+}
+
+bool MainWindow::openConfig(const QString& path) {
   QFile f(path);
   if (!f.open(QIODevice::ReadOnly)) {
     statusBar()->showMessage(tr("%1: %2").arg(path, f.errorString()));
-    return;
+    return false;
   }
   try {
     setup_->setConfig(nlohmann::json::parse(f.readAll().toStdString()));
     tabs_->setCurrentWidget(setup_);
   } catch (const std::exception& e) {
     statusBar()->showMessage(tr("%1: not valid JSON (%2)").arg(path, e.what()));
+    return false;
   }
+  addRecent(path);
+  return true;
+}
+
+void MainWindow::openDatabaseDialog() {
+  auto* dialog =
+      new QFileDialog(this, tr("Open or create a run database"), QFileInfo(db_path_).absolutePath(),
+                      tr("Run databases (*.db);;All files (*)"));
+  dialog->setObjectName("OpenDatabaseDialog");
+  dialog->setAttribute(Qt::WA_DeleteOnClose);
+  dialog->setFileMode(QFileDialog::AnyFile);  // a new name creates a database
+  dialog->setOption(QFileDialog::DontConfirmOverwrite);
+  connect(dialog, &QFileDialog::fileSelected, this, &MainWindow::switchDatabase);
+  dialog->open();
+}
+
+void MainWindow::openRecent(const QString& path) {
+  if (path.endsWith(".json", Qt::CaseInsensitive)) {
+    openConfig(path);
+  } else if (path.endsWith(".safetensors", Qt::CaseInsensitive)) {
+    tabs_->setCurrentWidget(setup_);
+    setup_->modelCard()->openModelFile(path);
+  } else {
+    switchDatabase(path);
+  }
+}
+
+void MainWindow::addRecent(const QString& path) {
+  settings_.addRecentFile(path);
+  settings_.save();
+  updateRecentMenu();
+}
+
+void MainWindow::updateRecentMenu() {
+  if (recent_menu_ == nullptr) return;
+  recent_menu_->clear();
+  for (const QString& path : settings_.recent_files) {
+    QAction* a = recent_menu_->addAction(QFileInfo(path).fileName(), this,
+                                         [this, path] { openRecent(path); });
+    a->setToolTip(path);
+    a->setData(path);
+  }
+  recent_menu_->setEnabled(!settings_.recent_files.isEmpty());
 }
 
 void MainWindow::showAbout() {

@@ -17,8 +17,7 @@ int main(int argc, char** argv) {
     std::cerr << "lathe: " << e.what() << "\n";
     return 2;
   }
-  lathe::ui::WorkbenchSettings settings;
-  bool db_given = false;
+  QString db_given;  // --db PATH: used for this session, not remembered
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--version") == 0 || std::strcmp(argv[i], "-V") == 0) {
       lathe::addCapability("Qt", qVersion());
@@ -28,7 +27,8 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0) {
       std::cout << "usage: lathe [--db PATH] [--version] [Qt options]\n"
                    "Opens the Lathe workbench.\n"
-                   "  --db PATH   the run database (default: the settings' store/db_path, else "
+                   "  --db PATH   the run database for this session (default: the one last opened "
+                   "with File > Open database, else "
                    "$XDG_DATA_HOME/lathe/runs.db or ~/.local/share/lathe/runs.db)\n";
       return 0;
     }
@@ -43,8 +43,7 @@ int main(int argc, char** argv) {
         std::cerr << "lathe: --db needs a path\n";
         return 2;
       }
-      settings.db_path = QString::fromLocal8Bit(path.c_str());
-      db_given = true;
+      db_given = QString::fromLocal8Bit(path.c_str());
     }
   }
   QApplication app(argc, argv);
@@ -53,7 +52,8 @@ int main(int argc, char** argv) {
   QApplication::setApplicationVersion(lathe::version());
   QApplication::setWindowIcon(QIcon(":/lathe/icons/lathe.svg"));
   lathe::addCapability("Qt", qVersion());
-  if (!db_given) settings = lathe::ui::WorkbenchSettings::load();
+  lathe::ui::WorkbenchSettings settings = lathe::ui::WorkbenchSettings::load();
+  settings.db_override = db_given;
   lathe::ui::MainWindow window(settings);
   window.show();
   return QApplication::exec();

@@ -47,6 +47,19 @@ void MetricChart::addSeries(const QString& key, const QString& label) {
   lines_[key].series = s;
 }
 
+void MetricChart::removeAllSeries() {
+  for (auto& [key, line] : lines_) {
+    chart_->removeSeries(line.series);
+    delete line.series;
+  }
+  lines_.clear();
+  redrawNow();
+}
+
+void MetricChart::setXTitle(const QString& title) {
+  x_axis_->setTitleText(title);
+}
+
 void MetricChart::setPoints(const QString& key, QVector<QPointF> points) {
   auto it = lines_.find(key);
   if (it == lines_.end()) return;

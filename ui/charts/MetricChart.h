@@ -32,6 +32,9 @@ class MetricChart : public QWidget {
   MetricChart(const QString& title, const QString& y_title, QWidget* parent = nullptr);
 
   void addSeries(const QString& key, const QString& label);
+  void removeAllSeries();  // series and data (charts whose series change: overlaid runs)
+  int seriesCount() const { return static_cast<int>(lines_.size()); }
+  void setXTitle(const QString& title);
   void setPoints(const QString& key, QVector<QPointF> points);  // replaces the series' data
   void append(const QString& key, const QPointF& point);        // buffered redraw
   void clear();                                                 // every series' data

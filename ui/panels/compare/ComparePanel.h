@@ -1,7 +1,10 @@
-// Compare tab: every run of the store with its summaries in a sortable, filterable table, and a
-// scatter of two chosen figures with the Pareto front (the direction that is better is known
-// per figure: accuracy and throughput up, the rest down). The chart follows the table's
-// filter. Exports: the visible table as CSV, the chart as PNG.
+// Compare tab: every run of the store with its summaries in a sortable, filterable table, and
+// three charts: a scatter of two chosen figures with the Pareto front (the direction that is
+// better is known per figure: accuracy and throughput up, the rest down), overlaid curves of one
+// recorded series (loss, validation accuracy, ...) against step or time, and the peak memory by
+// allocator tag (the peak_<tag>_bytes summaries) as bars. The scatter follows the table's
+// filter; curves and bars show the selected rows (else the visible ones, at most kMaxOverlaid).
+// Exports: the visible table as CSV, the chart shown as PNG.
 #pragma once
 
 #include <QStringList>
@@ -12,6 +15,7 @@ class QLabel;
 class QLineEdit;
 class QSortFilterProxyModel;
 class QStandardItemModel;
+class QTabWidget;
 class QTableView;
 
 namespace lathe::store {
@@ -20,17 +24,27 @@ class RunStore;
 
 namespace lathe::ui {
 
+class BarChart;
+class MetricChart;
 class ParetoChart;
 
 class ComparePanel : public QWidget {
   Q_OBJECT
 
  public:
+  static constexpr int kMaxOverlaid = 12;
+
   explicit ComparePanel(store::RunStore* store, QWidget* parent = nullptr);
 
+  void setStore(store::RunStore* store);  // another database: relists
   QTableView* table() const { return table_; }
   QSortFilterProxyModel* proxy() const { return proxy_; }
   ParetoChart* chart() const { return chart_; }
+  MetricChart* curves() const { return curves_; }
+  BarChart* memoryBars() const { return memory_; }
+  QTabWidget* chartTabs() const { return chart_tabs_; }
+  // The runs the curves and bars show, in table order.
+  QVector<qint64> overlaidRuns() const { return overlaid_; }
   // Runs listed (all of them, before the filter).
   int runCount() const;
   void setFigures(const QString& x_key, const QString& y_key);
@@ -52,6 +66,7 @@ class ComparePanel : public QWidget {
 
  private:
   void updateChart();
+  void updateOverlays();  // curves and memory bars of the selected (else visible) runs
   void exportCsvDialog();
   void exportPngDialog();
 
@@ -64,6 +79,13 @@ class ComparePanel : public QWidget {
   QComboBox* y_ = nullptr;
   ParetoChart* chart_ = nullptr;
   QLabel* note_ = nullptr;
+  QTabWidget* chart_tabs_ = nullptr;
+  MetricChart* curves_ = nullptr;
+  QComboBox* curve_metric_ = nullptr;
+  QComboBox* curve_axis_ = nullptr;
+  BarChart* memory_ = nullptr;
+  QLabel* memory_note_ = nullptr;
+  QVector<qint64> overlaid_;
   QStringList keys_;  // summary keys, in column order after the fixed columns
 };
 

@@ -140,7 +140,41 @@ void MonitorPanel::showTrace(const Trace& t) {
   updateHeader(t.status, t.message);
 }
 
+void MonitorPanel::setStore(store::RunStore* store) {
+  store_ = store;
+  live_.clear();
+  clearRun();
+}
+
+void MonitorPanel::clearRun() {
+  run_id_ = 0;
+  run_name_.clear();
+  for (auto& [key, c] : charts_) c->clear();
+  log_->clear();
+  updateProgress(0, -1);
+  header_->setText(tr("No run selected. Launch a run from Setup or pick one in the Runs list."));
+  header_->setToolTip({});
+  updateHeader({}, {});
+}
+
+void MonitorPanel::forgetRun(qint64 run_id) {
+  live_.erase(run_id);
+  if (run_id == run_id_) clearRun();
+}
+
+void MonitorPanel::followResumed(qint64 run_id) {
+  Trace t = readTrace(run_id);
+  t.status = "queued";
+  t.log << tr("resumed from the latest checkpoint");
+  live_[run_id] = std::move(t);
+  if (run_id == run_id_) showTrace(live_[run_id]);
+}
+
 void MonitorPanel::loadFromStore(qint64 run_id) {
+  showTrace(readTrace(run_id));
+}
+
+MonitorPanel::Trace MonitorPanel::readTrace(qint64 run_id) const {
   Trace t;
   if (store_ != nullptr) {
     try {
@@ -179,7 +213,7 @@ void MonitorPanel::loadFromStore(qint64 run_id) {
       t.log << tr("Cannot read run %1: %2").arg(run_id).arg(e.what());
     }
   }
-  showTrace(t);
+  return t;
 }
 
 void MonitorPanel::onStep(qint64 run_id, const StepPoint& p) {

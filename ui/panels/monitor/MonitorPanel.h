@@ -32,6 +32,11 @@ class MonitorPanel : public QWidget {
   explicit MonitorPanel(store::RunStore* store, QWidget* parent = nullptr);
 
   void showRun(qint64 run_id);
+  void setStore(store::RunStore* store);  // another database: forgets every trace
+  void clearRun();                        // shows no run
+  void forgetRun(qint64 run_id);          // a deleted run
+  // A run resumed in this session: its trace starts from the store's curves and goes on live.
+  void followResumed(qint64 run_id);
   qint64 currentRun() const { return run_id_; }
   // "loss" (series "train", "val"), "accuracy" ("train", "val"), "throughput" ("samples"),
   // "memory" ("current").
@@ -58,6 +63,7 @@ class MonitorPanel : public QWidget {
     QString status = "queued", message;
   };
   void loadFromStore(qint64 run_id);
+  Trace readTrace(qint64 run_id) const;
   void showTrace(const Trace& t);
   void updateHeader(const QString& status, const QString& message);
   void updateProgress(double fraction, double eta_s);

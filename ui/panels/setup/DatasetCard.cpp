@@ -1,18 +1,29 @@
 #include "ui/panels/setup/DatasetCard.h"
 
 #include <QComboBox>
+#include <QDir>
 #include <QDoubleSpinBox>
+#include <QFile>
 #include <QFileDialog>
 #include <QFileInfo>
+#include <QFontDatabase>
 #include <QFormLayout>
 #include <QHBoxLayout>
 #include <QLabel>
 #include <QLineEdit>
+#include <QListWidget>
 #include <QLocale>
+#include <QPlainTextEdit>
 #include <QPushButton>
 #include <QSpinBox>
+#include <QStandardPaths>
+#include <QThread>
 #include <algorithm>
+#include <cmath>
 #include <iterator>
+#include <memory>
+
+#include "core/data/DatasetSpec.h"
 
 namespace lathe::ui {
 namespace {
@@ -29,7 +40,114 @@ bool wantsFolder(const QString& format) {
   return format == "mnist" || format == "cifar10";
 }
 
+struct Preview {
+  QString error, sizes, snippet;
+  QVector<QImage> images;
+  QStringList labels;
+};
+
+QStringList classNames(const QString& format, const QString& path, int64_t classes) {
+  QStringList names;
+  if (format == "cifar10")
+    names = {"airplane", "automobile", "bird",  "cat",  "deer",
+             "dog",      "frog",       "horse", "ship", "truck"};
+  else if (format == "mnist" && path.contains("fashion", Qt::CaseInsensitive))
+    names = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+             "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+  if (names.size() != classes) names.clear();
+  return names;
+}
+
+// One example's [C, H, W] input (C = 1 or 3) as an image, scaled to its own min..max so
+// normalised inputs show too.
+QImage toImage(const Tensor& input) {
+  const Tensor x = input.contiguous().to(DType::f32);
+  const int c = static_cast<int>(x.size(0)), h = static_cast<int>(x.size(1)),
+            w = static_cast<int>(x.size(2));
+  const float* d = x.data<float>();
+  const auto [lo, hi] = std::minmax_element(d, d + x.numel());
+  const float range = *hi > *lo ? *hi - *lo : 1.0f;
+  QImage img(w, h, c == 1 ? QImage::Format_Grayscale8 : QImage::Format_RGB888);
+  for (int y = 0; y < h; ++y) {
+    uchar* line = img.scanLine(y);
+    for (int xx = 0; xx < w; ++xx)
+      for (int k = 0; k < c; ++k)
+        line[xx * c + k] =
+            static_cast<uchar>(std::lround(255.0f * (d[(k * h + y) * w + xx] - *lo) / range));
+  }
+  return img;
+}
+
+// The first few lines of a text or CSV file (the first file of a folder, by name).
+QString fileHead(const QString& path, int max_chars) {
+  QString file = path;
+  if (QFileInfo(path).isDir()) {
+    const QStringList files = QDir(path).entryList(QDir::Files, QDir::Name);
+    if (files.isEmpty()) return {};
+    file = QDir(path).filePath(files.first());
+  }
+  QFile f(file);
+  if (!f.open(QIODevice::ReadOnly)) return {};
+  QString text = QString::fromUtf8(f.read(max_chars * 4)).left(max_chars);
+  return text;
+}
+
+// Runs on the worker thread: loads the data as a run would, then the figures and examples.
+Preview loadPreview(const nlohmann::json& spec) {
+  Preview out;
+  try {
+    const QString format = QString::fromStdString(spec.value("format", ""));
+    const QString path = QString::fromStdString(spec.value("path", spec.value("inputs", "")));
+    const data::LoadedData d = data::loadDataset(spec, 0);
+    auto n = [](const data::DatasetPtr& p) { return p ? p->size() : int64_t{0}; };
+    QStringList shape;
+    for (int64_t s : d.input_shape) shape << QString::number(s);
+    const QLocale loc;
+    out.sizes = QObject::tr("%1 train / %2 validation / %3 test · input [%4]")
+                    .arg(loc.toString(static_cast<qlonglong>(n(d.train))),
+                         loc.toString(static_cast<qlonglong>(n(d.val))),
+                         loc.toString(static_cast<qlonglong>(n(d.test))), shape.join(", "));
+    if (d.task == data::TaskKind::classification)
+      out.sizes += QObject::tr(" · %1 classes").arg(d.classes);
+    else if (d.task == data::TaskKind::language_model)
+      out.sizes += QObject::tr(" · vocabulary %1").arg(d.vocab_size);
+    else
+      out.sizes += QObject::tr(" · regression");
+    if (format == "text") out.snippet = fileHead(path, 600);
+    if (format == "csv") out.snippet = fileHead(path, 600);
+    const bool images = d.task == data::TaskKind::classification && d.input_shape.size() == 3 &&
+                        (d.input_shape[0] == 1 || d.input_shape[0] == 3);
+    if (images && d.train) {
+      const QStringList names = classNames(format, path, d.classes);
+      for (int64_t i = 0; i < std::min<int64_t>(DatasetCard::kPreviewImages, d.train->size());
+           ++i) {
+        const data::Example ex = d.train->get(i);
+        out.images << toImage(ex.input);
+        const int64_t label = ex.target.contiguous().to(DType::i64).data<int64_t>()[0];
+        out.labels << (label >= 0 && label < names.size() ? names[static_cast<int>(label)]
+                                                          : QString::number(label));
+      }
+    }
+  } catch (const std::exception& e) {
+    out.error = QString::fromUtf8(e.what());
+  }
+  return out;
+}
+
 }  // namespace
+
+QString DatasetCard::findFashionMnist() {
+  QStringList candidates = {"/usr/share/datasets/fashion-mnist",
+                            "/usr/local/share/datasets/fashion-mnist"};
+  const QString xdg = qEnvironmentVariable("XDG_DATA_HOME");
+  if (QDir::isAbsolutePath(xdg)) candidates << xdg + "/lathe/datasets/fashion-mnist";
+  candidates << QDir::homePath() + "/.local/share/lathe/datasets/fashion-mnist";
+  for (const QString& c : candidates) {
+    const QDir dir(c);
+    if (dir.exists("train-images-idx3-ubyte.gz") || dir.exists("train-images-idx3-ubyte")) return c;
+  }
+  return {};
+}
 
 DatasetCard::DatasetCard(QWidget* parent) : QGroupBox(tr("Data and training"), parent) {
   setObjectName("DatasetCard");
@@ -57,6 +175,29 @@ DatasetCard::DatasetCard(QWidget* parent) : QGroupBox(tr("Data and training"), p
   status_->setObjectName("DatasetStatus");
   status_->setWordWrap(true);
   form->addRow(QString(), status_);
+  sizes_ = new QLabel(this);
+  sizes_->setObjectName("DatasetSizes");
+  sizes_->setWordWrap(true);
+  form->addRow(tr("Sizes:"), sizes_);
+  thumbnails_ = new QListWidget(this);
+  thumbnails_->setObjectName("DatasetThumbnails");
+  thumbnails_->setViewMode(QListView::IconMode);
+  thumbnails_->setIconSize(QSize(48, 48));
+  thumbnails_->setGridSize(QSize(76, 70));
+  thumbnails_->setResizeMode(QListView::Adjust);
+  thumbnails_->setMovement(QListView::Static);
+  thumbnails_->setSelectionMode(QAbstractItemView::NoSelection);
+  thumbnails_->setMinimumHeight(150);
+  thumbnails_->setSizePolicy(QSizePolicy::Ignored, QSizePolicy::Preferred);  // wraps instead
+  thumbnails_->hide();
+  form->addRow(thumbnails_);
+  snippet_ = new QPlainTextEdit(this);
+  snippet_->setObjectName("DatasetSnippet");
+  snippet_->setReadOnly(true);
+  snippet_->setFont(QFontDatabase::systemFont(QFontDatabase::FixedFont));
+  snippet_->setMaximumHeight(130);
+  snippet_->hide();
+  form->addRow(snippet_);
 
   val_fraction_ = new QDoubleSpinBox(this);
   val_fraction_->setObjectName("ValFraction");
@@ -92,6 +233,13 @@ DatasetCard::DatasetCard(QWidget* parent) : QGroupBox(tr("Data and training"), p
   form->addRow(tr("Warmup steps:"), warmup_);
   connect(schedule_, &QComboBox::currentIndexChanged, this, &DatasetCard::changed);
 
+  preview_timer_.setSingleShot(true);
+  preview_timer_.setInterval(250);
+  connect(&preview_timer_, &QTimer::timeout, this, &DatasetCard::startPreview);
+  connect(this, &DatasetCard::changed, this, [this] {
+    // Training fields do not change the data; the spec does.
+    if (dataset() != previewed_) schedulePreview();
+  });
   connect(browse, &QPushButton::clicked, this, &DatasetCard::browse);
   connect(format_, &QComboBox::currentIndexChanged, this, &DatasetCard::formatChanged);
   for (QLineEdit* e : {path_, targets_})
@@ -103,6 +251,84 @@ DatasetCard::DatasetCard(QWidget* parent) : QGroupBox(tr("Data and training"), p
   for (QSpinBox* s : {batch_size_, epochs_, max_steps_, warmup_})
     connect(s, &QSpinBox::valueChanged, this, &DatasetCard::changed);
   updateStatus();
+}
+
+DatasetCard::~DatasetCard() {
+  if (preview_thread_ != nullptr) preview_thread_->wait();
+}
+
+bool DatasetCard::previewPending() const {
+  return preview_timer_.isActive() || preview_thread_ != nullptr;
+}
+
+void DatasetCard::schedulePreview() {
+  preview_timer_.start();
+}
+
+void DatasetCard::setPreviewHeld(bool held) {
+  if (held == preview_held_) return;
+  preview_held_ = held;
+  if (!held && preview_waiting_) {
+    preview_waiting_ = false;
+    schedulePreview();
+  }
+}
+
+void DatasetCard::startPreview() {
+  // A load still in flight was asked for an older spec: its result must not be shown.
+  ++preview_generation_;
+  if (preview_held_) {
+    preview_waiting_ = true;
+    sizes_->setStyleSheet({});
+    sizes_->setText(
+        tr("The preview waits for the running experiment to end (its memory "
+           "figures would count the preview's data)."));
+    return;
+  }
+  if (preview_thread_ != nullptr) {  // one load at a time: try again when it is done
+    sizes_->setText(tr("Loading…"));
+    preview_timer_.start();
+    return;
+  }
+  const nlohmann::json spec = dataset();
+  previewed_ = spec;
+  const int generation = preview_generation_;
+  sizes_->setText(tr("Loading…"));
+  sizes_->setStyleSheet({});
+  auto result = std::make_shared<Preview>();
+  QThread* thread = QThread::create([spec, result] { *result = loadPreview(spec); });
+  preview_thread_ = thread;
+  connect(thread, &QThread::finished, thread, &QObject::deleteLater);
+  connect(thread, &QThread::finished, this, [this, result, generation] {
+    preview_thread_ = nullptr;
+    if (generation != preview_generation_) return;
+    thumbnails_->clear();
+    const Preview& p = *result;
+    sizes_->setText(p.error.isEmpty() ? p.sizes : tr("Cannot load: %1").arg(p.error));
+    sizes_->setStyleSheet(p.error.isEmpty() ? QString() : "color: #c0392b;");
+    for (qsizetype i = 0; i < p.images.size(); ++i) {
+      auto* item = new QListWidgetItem(
+          QIcon(QPixmap::fromImage(p.images[i].scaled(48, 48, Qt::KeepAspectRatio))),
+          p.labels.value(i), thumbnails_);
+      item->setToolTip(tr("training example %1: %2").arg(i).arg(p.labels.value(i)));
+    }
+    thumbnails_->setVisible(!p.images.isEmpty());
+    snippet_->setPlainText(p.snippet);
+    snippet_->setVisible(!p.snippet.isEmpty());
+  });
+  thread->start(QThread::LowPriority);
+}
+
+void DatasetCard::autoFindFashionMnist() {
+  if (format_->currentData().toString() != "mnist") return;
+  // Only an empty path or a Fashion-MNIST folder that is not there (a config from another
+  // machine) is replaced: a missing folder of other IDX data stays, and says it is missing.
+  const QString p = path_->text().trimmed();
+  if (!p.isEmpty() && (QFileInfo(p).isDir() || !p.contains("fashion", Qt::CaseInsensitive))) return;
+  const QString found = findFashionMnist();
+  if (found.isEmpty()) return;
+  const QSignalBlocker b(path_);
+  path_->setText(found);
 }
 
 void DatasetCard::setSpecs(const nlohmann::json& dataset, const nlohmann::json& training) {
@@ -122,6 +348,7 @@ void DatasetCard::setSpecs(const nlohmann::json& dataset, const nlohmann::json& 
     path_->setText(QString::fromStdString(base_dataset_.value(npy ? "inputs" : "path", "")));
     targets_->setText(QString::fromStdString(base_dataset_.value("targets", "")));
   }
+  autoFindFashionMnist();
   {
     QSignalBlocker b1(val_fraction_), b2(batch_size_), b3(epochs_), b4(max_steps_), b5(schedule_),
         b6(warmup_);
@@ -136,6 +363,7 @@ void DatasetCard::setSpecs(const nlohmann::json& dataset, const nlohmann::json& 
     epochs_->setValue(base_training_.value("epochs", max_steps > 0 ? 0 : 1));
   }
   updateStatus();
+  schedulePreview();
 }
 
 nlohmann::json DatasetCard::dataset() const {
@@ -177,6 +405,7 @@ void DatasetCard::formatChanged() {
   const bool npy = format == "npy";
   targets_->setVisible(npy);
   targets_label_->setVisible(npy);
+  autoFindFashionMnist();
   updateStatus();
   Q_EMIT changed();
 }
@@ -215,6 +444,9 @@ void DatasetCard::updateStatus() {
   } else {
     text = info.isDir() ? tr("Folder found.")
                         : tr("File found (%1 bytes).").arg(QLocale().toString(info.size()));
+    if (format_->currentData().toString() == "mnist" &&
+        QFileInfo(p).absoluteFilePath() == QFileInfo(findFashionMnist()).absoluteFilePath())
+      text = tr("Fashion-MNIST found (installed at %1).").arg(p);
   }
   status_->setText(text);
   status_->setStyleSheet(ok ? "color: palette(mid);" : "color: #c0392b;");

@@ -2,16 +2,24 @@
 
 #include <QComboBox>
 #include <QDoubleSpinBox>
+#include <QFileDialog>
+#include <QFileInfo>
 #include <QFormLayout>
+#include <QHBoxLayout>
 #include <QLabel>
 #include <QLineEdit>
 #include <QLocale>
+#include <QPushButton>
 #include <QRegularExpression>
 #include <QSpinBox>
 #include <QStackedWidget>
 #include <QVBoxLayout>
 #include <optional>
+#include <set>
 
+#include "core/base/Error.h"
+#include "core/io/ModelFile.h"
+#include "core/io/Safetensors.h"
 #include "core/nn/Presets.h"
 #include "ui/FormatUtil.h"
 
@@ -135,10 +143,23 @@ ModelCard::ModelCard(QWidget* parent) : QGroupBox(tr("Model"), parent) {
   }
   connect(preset_, &QComboBox::currentIndexChanged, this, [this](int i) {
     pages_->setCurrentIndex(i);
+    file_info_->hide();  // another architecture than the file's
     analyze();
   });
-  layout->addWidget(new QLabel(tr("Preset:"), this));
-  layout->addWidget(preset_);
+  auto* top = new QHBoxLayout();
+  top->addWidget(new QLabel(tr("Preset:"), this));
+  top->addWidget(preset_, 1);
+  layout->addLayout(top);
+  auto* file_row = new QHBoxLayout();
+  auto* open = new QPushButton(tr("Open model file…"), this);
+  open->setObjectName("ModelOpenFile");
+  open->setToolTip(
+      tr("A Lathe model file (.safetensors with the architecture spec) or any "
+         "safetensors file"));
+  connect(open, &QPushButton::clicked, this, &ModelCard::browse);
+  file_row->addWidget(open);
+  file_row->addStretch(1);
+  layout->addLayout(file_row);
   layout->addWidget(pages_);
   info_ = new QLabel(this);
   info_->setObjectName("ModelInfo");
@@ -148,7 +169,13 @@ ModelCard::ModelCard(QWidget* parent) : QGroupBox(tr("Model"), parent) {
   error_->setObjectName("ModelError");
   error_->setWordWrap(true);
   error_->setStyleSheet("color: #c0392b;");
+  file_info_ = new QLabel(this);
+  file_info_->setObjectName("ModelFileInfo");
+  file_info_->setWordWrap(true);
+  file_info_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  file_info_->hide();
   layout->addWidget(info_);
+  layout->addWidget(file_info_);
   layout->addWidget(error_);
   for (int i = 0; i < kPresets; ++i) fillPage(i);
   setSpec(base_[1]);
@@ -236,6 +263,72 @@ void ModelCard::analyze() {
     error_->setText(QString::fromUtf8(e.what()));
   }
   Q_EMIT changed();
+}
+
+}  // namespace lathe::ui
+
+namespace lathe::ui {
+
+void ModelCard::browse() {
+  auto* dialog = new QFileDialog(this, tr("Open model file"));
+  dialog->setObjectName("ModelFileDialog");
+  dialog->setAttribute(Qt::WA_DeleteOnClose);
+  dialog->setFileMode(QFileDialog::ExistingFile);
+  dialog->setNameFilter(tr("Model files (*.safetensors);;All files (*)"));
+  connect(dialog, &QFileDialog::fileSelected, this, &ModelCard::openModelFile);
+  dialog->open();
+}
+
+bool ModelCard::openModelFile(const QString& path) {
+  const QFileInfo fi(path);
+  try {
+    // The header only: the weights are not read, so a large file opens at once.
+    const SafetensorsReader reader(path.toStdString());
+    int64_t stored = 0;
+    std::set<std::string> dtypes;
+    for (const SafetensorsEntry& e : reader.entries()) {
+      stored += shapeNumel(e.shape);
+      dtypes.insert(e.dtype_name);
+    }
+    QStringList dtype_list;
+    for (const std::string& d : dtypes) dtype_list << QString::fromStdString(d);
+    const QString sizes = tr("%1 tensors, %2 parameters stored (%3), %4 on disk")
+                              .arg(reader.entries().size())
+                              .arg(formatCount(static_cast<double>(stored)), dtype_list.join(", "),
+                                   formatBytes(static_cast<double>(fi.size())));
+    QString text;
+    if (reader.metadata().count(kModelSpecKey) != 0) {
+      const nlohmann::json spec = readModelSpec(path.toStdString());
+      if (presetOf(spec) < 0)
+        throw Error(path.toStdString() + ": model type '" + spec.value("type", "?") +
+                    "' has no preset in the workbench");
+      setSpec(spec);
+      QString check;
+      if (valid_) {
+        const ModelInfo m = analyzeModelSpec(spec);
+        if (m.params != stored)
+          check = tr(" The spec has %1 parameters: the file holds a changed model (a method's "
+                     "factors or masks).")
+                      .arg(formatCount(static_cast<double>(m.params)));
+      }
+      text = tr("<b>%1</b>: Lathe model, %2.%3 A run trains this architecture from fresh "
+                "weights.")
+                 .arg(fi.fileName().toHtmlEscaped(), sizes, check);
+    } else {
+      text = tr("<b>%1</b>: safetensors without a Lathe architecture spec: %2. Pick the matching "
+                "preset to train this architecture.")
+                 .arg(fi.fileName().toHtmlEscaped(), sizes);
+    }
+    file_info_->setText(text);
+    file_info_->setToolTip(fi.absoluteFilePath());
+    file_info_->show();
+  } catch (const std::exception& e) {
+    error_->setText(QString::fromUtf8(e.what()));
+    file_info_->hide();
+    return false;
+  }
+  Q_EMIT fileOpened(fi.absoluteFilePath());
+  return true;
 }
 
 }  // namespace lathe::ui

@@ -11,9 +11,12 @@
 #include <QPlainTextEdit>
 #include <QPushButton>
 #include <QScrollArea>
+#include <QSysInfo>
+#include <QThread>
 #include <QVBoxLayout>
 
 #include "core/backend/Backend.h"
+#include "core/base/BuildInfo.h"
 #include "ui/panels/setup/DatasetCard.h"
 #include "ui/panels/setup/MethodsCard.h"
 #include "ui/panels/setup/ModelCard.h"
@@ -26,6 +29,23 @@ static void initLatheResources() {
 
 namespace lathe::ui {
 namespace {
+
+// "CPU: <model>, N logical cores" from /proc/cpuinfo where there is one.
+QString cpuLine() {
+  QString model;
+  QFile f("/proc/cpuinfo");
+  if (f.open(QIODevice::ReadOnly | QIODevice::Text)) {
+    while (!f.atEnd()) {
+      const QString line = QString::fromUtf8(f.readLine());
+      if (line.startsWith("model name")) {
+        model = line.section(':', 1).trimmed();
+        break;
+      }
+    }
+  }
+  if (model.isEmpty()) model = QSysInfo::currentCpuArchitecture();
+  return QObject::tr("CPU: %1, %2 logical cores").arg(model).arg(QThread::idealThreadCount());
+}
 
 QScrollArea* scrolled(QWidget* content) {
   auto* area = new QScrollArea();
@@ -64,20 +84,39 @@ SetupPanel::SetupPanel(QWidget* parent) : QWidget(parent) {
   name_ = new QLineEdit(run_box);
   name_->setObjectName("RunName");
   run_form->addRow(tr("Name:"), name_);
-  device_ = new QComboBox(run_box);
-  device_->setObjectName("Device");
-  device_->addItem(tr("CPU"), "cpu");
-  if (hasBackend(DeviceType::cuda)) {
-    const int n = backendFor(DeviceType::cuda).deviceCount();
-    for (int i = 0; i < n; ++i)
-      device_->addItem(QString("GPU cuda:%1").arg(i), QString("cuda:%1").arg(i));
-  }
-  run_form->addRow(tr("Hardware:"), device_);
   left_layout->addWidget(run_box);
   model_ = new ModelCard(left);
   left_layout->addWidget(model_);
   dataset_ = new DatasetCard(left);
   left_layout->addWidget(dataset_);
+
+  // Hardware: the devices of the registered backends (CUDA only when the build has it).
+  auto* hw_box = new QGroupBox(tr("Hardware"), left);
+  hw_box->setObjectName("HardwareCard");
+  auto* hw_form = new QFormLayout(hw_box);
+  device_ = new QComboBox(hw_box);
+  device_->setObjectName("Device");
+  device_->addItem(tr("CPU (%1)").arg(QString::fromStdString(backendFor(DeviceType::cpu).name())),
+                   "cpu");
+  QStringList info = {cpuLine()};
+  if (hasBackend(DeviceType::cuda)) {
+    const int n = backendFor(DeviceType::cuda).deviceCount();
+    for (int i = 0; i < n; ++i)
+      device_->addItem(QString("GPU cuda:%1").arg(i), QString("cuda:%1").arg(i));
+    info << (n > 0 ? tr("%n GPU(s) visible to the CUDA backend", "", n)
+                   : tr("CUDA backend built in, but no GPU is visible"));
+  } else {
+    info << tr("No GPU: this build has no CUDA backend");
+  }
+  for (const auto& [name, value] : capabilities())
+    info << QString("%1: %2").arg(QString::fromStdString(name), QString::fromStdString(value));
+  hw_form->addRow(tr("Device:"), device_);
+  hw_info_ = new QLabel(info.join('\n'), hw_box);
+  hw_info_->setObjectName("HardwareInfo");
+  hw_info_->setWordWrap(true);
+  hw_info_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  hw_form->addRow(hw_info_);
+  left_layout->addWidget(hw_box);
   left_layout->addStretch(1);
   outer->addWidget(scrolled(left), 3);
 

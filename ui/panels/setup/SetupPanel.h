@@ -1,6 +1,7 @@
 // Setup tab: composes the model card, the data and training card, the method panels and the
-// hardware choice into one RunConfig draft, shows its canonical JSON (RunConfig::parse) or the
-// first error, and enables Launch only for a config that parses with no method conflict.
+// hardware card (the devices of the registered backends) into one RunConfig draft, shows its
+// canonical JSON (RunConfig::parse) or the first error, and enables Launch only for a config that
+// parses with no method conflict.
 #pragma once
 
 #include <QTimer>
@@ -36,6 +37,8 @@ class SetupPanel : public QWidget {
   // The validated config, or nullopt with the first error in `error`.
   std::optional<run::RunConfig> currentConfig(QString* error = nullptr) const;
   bool canLaunch() const;
+  ModelCard* modelCard() const { return model_; }
+  DatasetCard* datasetCard() const { return dataset_; }
   // The config of resources/examples/fashion_cnn.json (the first-start experiment).
   static nlohmann::json defaultConfig();
 
@@ -55,6 +58,7 @@ class SetupPanel : public QWidget {
   MethodsCard* methods_ = nullptr;
   QPlainTextEdit* json_ = nullptr;
   QLabel* error_ = nullptr;
+  QLabel* hw_info_ = nullptr;
   QPushButton* launch_ = nullptr;
   nlohmann::json base_ = nlohmann::json::object();
   QTimer refresh_timer_;
