@@ -7,6 +7,8 @@ int runGpu(const Options& opts);    // bench/GpuBench.cpp
 int runStore(const Options& opts);  // bench/StoreBench.cpp
 int runTrain(const Options& opts);  // bench/TrainBench.cpp
 
+int runCheckpoint(const Options& opts);  // bench/CheckpointBench.cpp
+
 const std::vector<Suite>& suites() {
   static const std::vector<Suite> all = {
       {"ops", "matmul, conv2d, softmax, layer_norm, attention fwd+bwd vs PyTorch CPU", runOps},
@@ -14,6 +16,8 @@ const std::vector<Suite>& suites() {
       {"store", "RunStore: 10k runs created, listed and compared; series loads; appendMetric",
        runStore},
       {"train", "fashion MLP and CNN training samples/s (and accuracy) vs PyTorch CPU", runTrain},
+      {"checkpoint", "activation checkpointing none/selective/full: 12-layer GPT memory, time",
+       runCheckpoint},
   };
   return all;
 }

@@ -56,18 +56,28 @@ class EnableGradGuard {
   bool previous_;
 };
 
-// A tensor saved for backward with the version it had when saved.
+namespace detail {
+struct SavedHandle;  // a saved tensor that activation checkpointing recomputes on demand
+}
+
+// A tensor saved for backward with the version it had when saved. Inside a checkpoint() region
+// (or when it is a recomputable output of one) it holds a handle instead, and get()
+// recomputes the region the first time backward asks.
 class SavedTensor {
  public:
   SavedTensor() = default;
-  SavedTensor(const Tensor& t, const char* what);  // stores a detached alias
+  SavedTensor(const Tensor& t, const char* what);  // stores a detached alias or a handle
   // Returns the tensor; throws if it was modified in place since it was saved.
   const Tensor& get() const;
-  bool defined() const { return tensor_.defined(); }
-  void reset() { tensor_ = Tensor(); }
+  bool defined() const { return tensor_.defined() || handle_ != nullptr; }
+  void reset() {
+    tensor_ = Tensor();
+    handle_.reset();
+  }
 
  private:
   Tensor tensor_;
+  std::shared_ptr<detail::SavedHandle> handle_;
   uint64_t version_ = 0;
   const char* what_ = "";
 };
@@ -110,10 +120,34 @@ std::vector<Tensor> grad(const std::vector<Tensor>& outputs,
                          const std::vector<Tensor>& grad_outputs, const std::vector<Tensor>& inputs,
                          bool retain_graph = false);
 
-// Activation checkpointing: runs fn without recording, keeps only the inputs, and re-runs fn
-// with recording during backward. The random stream is rewound so dropout masks repeat.
-std::vector<Tensor> checkpoint(
-    const std::function<std::vector<Tensor>(const std::vector<Tensor>&)>& fn,
-    const std::vector<Tensor>& inputs);
+// ---- Activation checkpointing ----
+// checkpoint(fn, inputs) runs fn with its graph recorded as usual, but every tensor an op inside
+// fn saves for backward is dropped and replaced by a handle; only `inputs` are kept. The first
+// time backward needs one of the handles, fn is run again from the kept inputs (grad on, the
+// random stream rewound to where the forward drew, the forward's autocast state, allocations
+// tagged MemoryTag::activations) and the tensors it saves fill the handles in order. Gradients
+// then flow through the original graph, so they reach the inputs, the parameters fn uses and
+// everything upstream exactly as without checkpointing (bit-identical with deterministic
+// kernels), under backward() and grad() alike. Regions nest (an inner region's inputs are
+// saved tensors of the outer one). Inputs may be undefined or not require grad; fn may return
+// several tensors. fn must be deterministic given its inputs and the random stream and must not
+// change the state it reads between forward and backward (parameters, training flag): the
+// recomputation is checked to save tensors of the same shapes in the same order. With grad
+// mode off fn simply runs.
+using CheckpointFn = std::function<std::vector<Tensor>(const std::vector<Tensor>&)>;
+struct CheckpointOptions {
+  // Selective checkpointing: the outputs are recomputable too. An op outside the region that
+  // later saves an output (or a view of it) stores a handle, and backward re-runs fn (from
+  // its kept inputs) instead of keeping the output. For cheap functions (norms, activations,
+  // copies) whose outputs feed matmuls that would otherwise keep them alive.
+  bool recompute_outputs = false;
+};
+std::vector<Tensor> checkpoint(const CheckpointFn& fn, const std::vector<Tensor>& inputs,
+                               const CheckpointOptions& options = {});
+// Single input and output, recomputable outputs: checkpoint({fn(x)}, {x}, {true})[0].
+Tensor recomputable(const std::function<Tensor(const Tensor&)>& fn, const Tensor& x);
+// True on this thread while a checkpointed function is re-run for backward: modules skip side
+// effects there (BatchNorm does not update its running statistics a second time).
+bool isRecomputing();
 
 }  // namespace lathe

@@ -36,6 +36,7 @@ MethodRegistry& MethodRegistry::instance() {
     auto* r = new MethodRegistry();
     registerOptimizerMethods(*r);
     registerPrecisionMethods(*r);
+    registerCheckpointingMethods(*r);
     return r;
   }();
   return *registry;

@@ -74,6 +74,8 @@ class Method {
   virtual void configureTraining(train::TrainOptions& /*options*/) const {}
   virtual void onStep(Model& /*model*/, int64_t /*step*/) {}
   virtual void beforeExport(Model& /*model*/) {}
+  // What apply() changed (empty before apply or for methods that change nothing).
+  virtual MethodReport report() const { return {}; }
 
  protected:
   nlohmann::json params_;
@@ -123,5 +125,6 @@ nlohmann::json paramSpecToJson(const ParamSpec& p);
 // Registers the built-in methods (called once by MethodRegistry::instance()).
 void registerOptimizerMethods(MethodRegistry& registry);
 void registerPrecisionMethods(MethodRegistry& registry);
+void registerCheckpointingMethods(MethodRegistry& registry);
 
 }  // namespace lathe::methods

@@ -2,6 +2,7 @@
 // (walking the same layer sequence the constructors build) and the modules.
 #include "core/nn/Cnn.h"
 
+#include "core/autograd/Autograd.h"
 #include "core/nn/Layers.h"
 #include "core/nn/SpecReader.h"
 
@@ -157,9 +158,11 @@ LeNetModel::LeNetModel(const CnnConfig& cfg, const ModuleOptions& opt)
     if (cfg.batch_norm) features->add(std::make_shared<BatchNorm2d>(c, 1e-5, 0.1, opt));
     features->add(std::make_shared<Activation>(act));
     features->add(cfg.pool == "max" ? std::shared_ptr<Module>(maxPool(2)) : avgPool(2));
+    stage_sizes_.push_back(cfg.batch_norm ? 4 : 3);
     s /= 2;
     cin = c;
   }
+  stage_modes_.assign(stage_sizes_.size(), CheckpointMode::none);
   auto classifier = std::make_shared<Sequential>();
   classifier->add(std::make_shared<Flatten>(1, -1));
   int64_t in = cin * s * s;
@@ -179,7 +182,48 @@ Tensor LeNetModel::forward(const Tensor& x) {
                   x.size(3) == cfg_.image_size,
               "LeNetModel: input ", describe(x), " must be [N, ", cfg_.in_channels, ", ",
               cfg_.image_size, ", ", cfg_.image_size, "]");
-  return child(classifier_).forward(child(features_).forward(x));
+  Tensor h = x;
+  size_t at = 0;
+  for (size_t s = 0; s < stage_sizes_.size(); ++s) {
+    const size_t from = at, to = at + stage_sizes_[s];
+    at = to;
+    switch (stage_modes_[s]) {
+      case CheckpointMode::none: h = runFeatures(h, from, to); break;
+      case CheckpointMode::full:
+        h = checkpoint(
+            [this, from, to](const std::vector<Tensor>& in) {
+              return std::vector<Tensor>{runFeatures(in[0], from, to)};
+            },
+            {h})[0];
+        break;
+      case CheckpointMode::selective:  // conv, then [BN ->] act recomputed, then pool
+        h = runFeatures(h, from, from + 1);
+        h = recomputable(
+            [this, from, to](const Tensor& t) { return runFeatures(t, from + 1, to - 1); }, h);
+        h = runFeatures(h, to - 1, to);
+        break;
+    }
+  }
+  h = runFeatures(h, at, child(features_).children().size());
+  return child(classifier_).forward(h);
+}
+
+Tensor LeNetModel::runFeatures(const Tensor& x, size_t from, size_t to) const {
+  Module& f = child(features_);
+  Tensor h = x;
+  for (size_t i = from; i < to; ++i) h = f.child(i).forward(h);
+  return h;
+}
+
+int64_t LeNetModel::setCheckpointing(CheckpointMode mode, int64_t every_k) {
+  LATHE_CHECK(every_k >= 1, "LeNetModel::setCheckpointing: every_k must be >= 1, got ", every_k);
+  int64_t count = 0;
+  for (size_t s = 0; s < stage_modes_.size(); ++s) {
+    const bool on = static_cast<int64_t>(s) % every_k == 0;
+    stage_modes_[s] = on ? mode : CheckpointMode::none;
+    if (on && mode != CheckpointMode::none) ++count;
+  }
+  return count;
 }
 
 // ---- ResNet ----
@@ -202,10 +246,26 @@ BasicBlock::BasicBlock(int64_t in_channels, int64_t out_channels, int stride,
 }
 
 Tensor BasicBlock::forward(const Tensor& x) {
-  Tensor h = relu(child(bn1_).forward(child(conv1_).forward(x)));
-  h = child(bn2_).forward(child(conv2_).forward(h));
+  if (checkpoint_ == CheckpointMode::full)
+    return checkpoint(
+        [this](const std::vector<Tensor>& in) { return std::vector<Tensor>{run(in[0])}; }, {x})[0];
+  return run(x);
+}
+
+Tensor BasicBlock::run(const Tensor& x) {
+  Module* bn1 = &child(bn1_);
+  Module* bn2 = &child(bn2_);
+  auto first = [bn1](const Tensor& c1) { return relu(bn1->forward(c1)); };
+  auto second = [bn2](const std::vector<Tensor>& in) {
+    return std::vector<Tensor>{relu(add(bn2->forward(in[0]), in[1]))};
+  };
+  const bool selective = checkpoint_ == CheckpointMode::selective;
+  const Tensor c1 = child(conv1_).forward(x);
+  const Tensor h = selective ? recomputable(first, c1) : first(c1);
+  const Tensor c2 = child(conv2_).forward(h);
   const Tensor identity = has_shortcut_ ? child(shortcut_).forward(x) : x;
-  return relu(add(h, identity));
+  return selective ? checkpoint(second, {c2, identity}, CheckpointOptions{true})[0]
+                   : second({c2, identity})[0];
 }
 
 ResNetModel::ResNetModel(const CnnConfig& cfg, const ModuleOptions& opt)
@@ -237,6 +297,21 @@ Tensor ResNetModel::forward(const Tensor& x) {
               cfg_.image_size, ", ", cfg_.image_size, "]");
   const Tensor h = child(stages_).forward(child(stem_).forward(x));
   return child(fc_).forward(mean(h, {2, 3}));
+}
+
+int64_t ResNetModel::setCheckpointing(CheckpointMode mode, int64_t every_k) {
+  LATHE_CHECK(every_k >= 1, "ResNetModel::setCheckpointing: every_k must be >= 1, got ", every_k);
+  int64_t index = 0, count = 0;
+  for (const auto& [stage_name, stage] : child(stages_).children()) {
+    for (const auto& [name, m] : stage->children()) {
+      auto* block = dynamic_cast<BasicBlock*>(m.get());
+      if (block == nullptr) continue;
+      const bool on = index++ % every_k == 0;
+      block->setCheckpoint(on ? mode : CheckpointMode::none);
+      if (on && mode != CheckpointMode::none) ++count;
+    }
+  }
+  return count;
 }
 
 }  // namespace lathe

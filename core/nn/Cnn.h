@@ -9,6 +9,9 @@
 // Fields (both): in_channels, image_size, classes (required); lenet: channels [32, 64],
 // kernel 3 (odd), pool "max"|"avg", batch_norm false, hidden [128], activation "relu",
 // dropout 0; resnet: widths [16, 32, 64], blocks [2, 2, 2].
+// Activation checkpointing (setCheckpointing): the checkpointed units are LeNet's conv stages
+// (conv [-> BN] -> act -> pool) and ResNet's BasicBlocks, counted from the input. Full keeps a
+// unit's input only; selective keeps conv and pooling outputs and re-runs BN + activation.
 #pragma once
 
 #include <memory>
@@ -45,10 +48,15 @@ class LeNetModel : public Model {
  public:
   LeNetModel(const CnnConfig& cfg, const ModuleOptions& opt = {});
   Tensor forward(const Tensor& x) override;
+  int64_t setCheckpointing(CheckpointMode mode, int64_t every_k) override;
 
  private:
+  // Runs features children [from, to) on x.
+  Tensor runFeatures(const Tensor& x, size_t from, size_t to) const;
   CnnConfig cfg_;
   size_t features_, classifier_;
+  std::vector<size_t> stage_sizes_;  // modules per conv stage in `features`
+  std::vector<CheckpointMode> stage_modes_;
 };
 
 // conv3x3 -> BN -> ReLU -> conv3x3 -> BN, plus the (projected) input, then ReLU. Children:
@@ -57,16 +65,23 @@ class BasicBlock : public Module {
  public:
   BasicBlock(int64_t in_channels, int64_t out_channels, int stride, const ModuleOptions& opt = {});
   Tensor forward(const Tensor& x) override;
+  // full: keeps x only; selective: keeps the conv outputs, re-runs BN + ReLU (and the residual
+  // add) in backward.
+  void setCheckpoint(CheckpointMode mode) { checkpoint_ = mode; }
+  CheckpointMode checkpointMode() const { return checkpoint_; }
 
  private:
+  Tensor run(const Tensor& x);
   size_t conv1_, bn1_, conv2_, bn2_, shortcut_ = 0;
   bool has_shortcut_ = false;
+  CheckpointMode checkpoint_ = CheckpointMode::none;
 };
 
 class ResNetModel : public Model {
  public:
   ResNetModel(const CnnConfig& cfg, const ModuleOptions& opt = {});
   Tensor forward(const Tensor& x) override;
+  int64_t setCheckpointing(CheckpointMode mode, int64_t every_k) override;
 
  private:
   CnnConfig cfg_;

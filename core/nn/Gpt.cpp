@@ -158,6 +158,20 @@ void GptModel::initWeights() {
   }
 }
 
+int64_t GptModel::setCheckpointing(CheckpointMode mode, int64_t every_k) {
+  LATHE_CHECK(every_k >= 1, "GptModel::setCheckpointing: every_k must be >= 1, got ", every_k);
+  Module& blocks = child(blocks_);
+  int64_t count = 0;
+  for (size_t i = 0; i < blocks.children().size(); ++i) {
+    auto* block = dynamic_cast<Block*>(&blocks.child(i));
+    if (block == nullptr) continue;
+    const bool on = static_cast<int64_t>(i) % every_k == 0;
+    block->setCheckpoint(on ? mode : CheckpointMode::none);
+    if (on && mode != CheckpointMode::none) ++count;
+  }
+  return count;
+}
+
 KVCache GptModel::newCache(int64_t batch, int64_t capacity) const {
   LATHE_CHECK(batch >= 1 && capacity >= 1 && capacity <= cfg_.block_size,
               "GptModel::newCache: batch must be >= 1 and capacity in [1, block_size = ",

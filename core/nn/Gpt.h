@@ -78,6 +78,9 @@ class GptModel : public Model {
   // Runs in eval mode without gradients and restores the training flag.
   Tensor generate(const Tensor& prompt, const GenerateOptions& opt = {});
   const GptConfig& config() const { return cfg_; }
+  // Blocks 0, k, 2k, ... get `mode` (see Block); blocks replaced by other module types are
+  // skipped. Returns the number of blocks set to `mode`.
+  int64_t setCheckpointing(CheckpointMode mode, int64_t every_k) override;
 
  private:
   // Picks the next token of every row from logits [B, V] (host doubles).

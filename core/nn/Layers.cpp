@@ -154,6 +154,9 @@ BatchNorm2d::BatchNorm2d(int64_t channels, double eps, double momentum, const Mo
 }
 
 Tensor BatchNorm2d::forward(const Tensor& x) {
+  // A checkpointed forward re-run in backward must not move the running statistics again.
+  if (training_ && isRecomputing())
+    return batchNorm(x, weight_, bias_, Tensor(), Tensor(), true, momentum_, eps_);
   return batchNorm(x, weight_, bias_, running_mean_, running_var_, training_, momentum_, eps_);
 }
 

@@ -11,6 +11,22 @@
 #include "core/autograd/Autograd.h"
 
 namespace lathe {
+
+const char* checkpointModeName(CheckpointMode m) {
+  switch (m) {
+    case CheckpointMode::none: return "none";
+    case CheckpointMode::full: return "full";
+    case CheckpointMode::selective: return "selective";
+  }
+  return "?";
+}
+
+CheckpointMode parseCheckpointMode(const std::string& name, const std::string& what) {
+  if (name == "none") return CheckpointMode::none;
+  if (name == "full") return CheckpointMode::full;
+  if (name == "selective") return CheckpointMode::selective;
+  throw Error(what + ": expected \"none\", \"full\" or \"selective\", got \"" + name + "\"");
+}
 namespace {
 
 std::vector<std::string> splitPath(const std::string& path) {

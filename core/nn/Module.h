@@ -27,6 +27,16 @@ struct ModuleOptions {
 
 using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
+// Activation checkpointing of a block (see checkpoint() in core/autograd/Autograd.h):
+//   none       every activation the backward needs is kept
+//   full       only the block's input is kept; the whole block is re-run in backward
+//   selective  matmul/conv/attention outputs are kept; the cheap ops that feed the next matmul
+//              (norms, activations, layout copies) are re-run from them in backward
+enum class CheckpointMode { none, full, selective };
+const char* checkpointModeName(CheckpointMode m);
+// "none" | "full" | "selective"; throws naming `what` otherwise.
+CheckpointMode parseCheckpointMode(const std::string& name, const std::string& what);
+
 // Makes `target` view `source`'s memory (storage, shape, strides, offset, dtype) while keeping
 // target's identity, autograd leaf state, hooks and requires_grad. Shapes must match.
 void rebindTensor(const Tensor& target, const Tensor& source);

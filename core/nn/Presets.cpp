@@ -36,6 +36,11 @@ Family familyOf(const nlohmann::json& spec, const std::string& path, nlohmann::j
 Model::Model(std::string type_name, nlohmann::json spec)
     : Module(std::move(type_name)), spec_(std::move(spec)) {}
 
+int64_t Model::setCheckpointing(CheckpointMode /*mode*/, int64_t /*every_k*/) {
+  throw Error("activation checkpointing: model '" + typeName() +
+              "' has no blocks to checkpoint (the gpt and cnn presets have)");
+}
+
 ModelInfo Model::info() const {
   ModelInfo info = analyzeModelSpec(spec_);
   info.params = numParameters();

@@ -44,6 +44,10 @@ class Model : public Module {
   // The analytic figures of the spec, with the parameter counts measured on this module (they
   // differ from the analytic ones once a method changed the model).
   ModelInfo info() const;
+  // Activation checkpointing of the model's blocks (transformer blocks, CNN stages/blocks):
+  // blocks 0, k, 2k, ... get `mode`, the others none (every_k >= 1). Returns how many blocks
+  // it set to `mode`. Models without blocks throw, naming their type.
+  virtual int64_t setCheckpointing(CheckpointMode mode, int64_t every_k);
 
  private:
   nlohmann::json spec_;

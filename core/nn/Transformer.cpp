@@ -27,8 +27,15 @@ Mlp::Mlp(int64_t dim, int64_t hidden, ActivationKind act, bool bias, bool gated,
 }
 
 Tensor Mlp::forward(const Tensor& x) {
-  Tensor h = activate(child(fc1_).forward(x), act_);
-  if (gated_) h = mul(h, child(gate_).forward(x));
+  const Tensor a = child(fc1_).forward(x);
+  const Tensor g = gated_ ? child(gate_).forward(x) : Tensor();
+  const ActivationKind act = act_;
+  auto hidden = [act](const std::vector<Tensor>& in) {
+    Tensor h = activate(in[0], act);
+    return std::vector<Tensor>{in[1].defined() ? mul(h, in[1]) : h};
+  };
+  const Tensor h =
+      selective_ ? checkpoint(hidden, {a, g}, CheckpointOptions{true})[0] : hidden({a, g})[0];
   return dropout(child(fc2_).forward(h), dropout_, training_);
 }
 
@@ -106,8 +113,16 @@ Tensor CausalSelfAttention::forward(const Tensor& x, LayerKV* cache, int64_t pas
   Tensor k = parts[1].reshape({B, T, Hkv, D}).transpose(1, 2);
   Tensor v = parts[2].reshape({B, T, Hkv, D}).transpose(1, 2);
   if (cfg_.rope) {
-    q = applyRope(q, rope_cos_, rope_sin_, past);
-    k = applyRope(k, rope_cos_, rope_sin_, past);
+    const Tensor cos = rope_cos_, sin = rope_sin_;
+    auto rope = [cos, sin, past](const std::vector<Tensor>& in) {
+      return std::vector<Tensor>{applyRope(in[0], cos, sin, past),
+                                 applyRope(in[1], cos, sin, past)};
+    };
+    const bool sel = selective_ && cache == nullptr;
+    const std::vector<Tensor> qk =
+        sel ? checkpoint(rope, {q, k}, CheckpointOptions{true}) : rope({q, k});
+    q = qk[0];
+    k = qk[1];
   }
   if (cache != nullptr) {
     LATHE_CHECK(!gradEnabled(),
@@ -126,7 +141,9 @@ Tensor CausalSelfAttention::forward(const Tensor& x, LayerKV* cache, int64_t pas
     v = cache->v.slice(2, 0, past + T);
   }
   const Tensor y = scaledDotProductAttention(q, k, v, true);
-  const Tensor merged = y.transpose(1, 2).reshape({B, T, cfg_.d_model});
+  const int64_t C = cfg_.d_model;
+  auto merge = [B, T, C](const Tensor& t) { return t.transpose(1, 2).reshape({B, T, C}); };
+  const Tensor merged = selective_ && cache == nullptr ? recomputable(merge, y) : merge(y);
   return dropout(child(proj_).forward(merged), cfg_.dropout, training_);
 }
 
@@ -149,13 +166,38 @@ Block::Block(const BlockConfig& cfg, const ModuleOptions& opt) : Module("Block")
                                                   cfg.gated_mlp, cfg.attn.dropout, opt));
 }
 
+void Block::setCheckpoint(CheckpointMode mode) {
+  checkpoint_ = mode;
+  const bool selective = mode == CheckpointMode::selective;
+  if (auto* a = dynamic_cast<CausalSelfAttention*>(&child(attn_)))
+    a->setSelectiveCheckpoint(selective);
+  if (auto* m = dynamic_cast<Mlp*>(&child(mlp_))) m->setSelectiveCheckpoint(selective);
+}
+
 Tensor Block::forward(const Tensor& x, LayerKV* cache, int64_t past) {
-  const Tensor h = child(ln1_).forward(x);
+  if (checkpoint_ == CheckpointMode::full && cache == nullptr && past == 0)
+    return checkpoint(
+        [this](const std::vector<Tensor>& in) {
+          return std::vector<Tensor>{run(in[0], nullptr, 0)};
+        },
+        {x})[0];
+  return run(x, cache, past);
+}
+
+Tensor Block::run(const Tensor& x, LayerKV* cache, int64_t past) {
+  Module* ln1 = &child(ln1_);
+  const Tensor h = checkpoint_ == CheckpointMode::selective && cache == nullptr
+                       ? recomputable([ln1](const Tensor& t) { return ln1->forward(t); }, x)
+                       : ln1->forward(x);
   const Tensor a = cache == nullptr && past == 0
                        ? child(attn_).forward(h)
                        : childAs<CausalSelfAttention>(attn_).forward(h, cache, past);
   const Tensor x1 = add(x, a);
-  return add(x1, child(mlp_).forward(child(ln2_).forward(x1)));
+  Module* ln2 = &child(ln2_);
+  const Tensor h2 = checkpoint_ == CheckpointMode::selective && cache == nullptr
+                        ? recomputable([ln2](const Tensor& t) { return ln2->forward(t); }, x1)
+                        : ln2->forward(x1);
+  return add(x1, child(mlp_).forward(h2));
 }
 
 }  // namespace lathe

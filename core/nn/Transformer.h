@@ -28,11 +28,15 @@ class Mlp : public Module {
   Tensor forward(const Tensor& x) override;
   std::string configString() const override;
   bool gated() const { return gated_; }
+  // Selective checkpointing: the activation (and gate product) is recomputed in backward
+  // from fc1's output instead of being kept for fc2.
+  void setSelectiveCheckpoint(bool on) { selective_ = on; }
 
  private:
   int64_t dim_, hidden_;
   ActivationKind act_;
   bool gated_;
+  bool selective_ = false;
   double dropout_;
   size_t fc1_, gate_ = 0, fc2_;
 };
@@ -63,9 +67,13 @@ class CausalSelfAttention : public Module {
   std::string configString() const override;
   const AttentionConfig& config() const { return cfg_; }
   int64_t headDim() const { return cfg_.d_model / cfg_.n_head; }
+  // Selective checkpointing: the head-merging copy that feeds the output projection (and the
+  // RoPE rotation) are recomputed in backward instead of being kept.
+  void setSelectiveCheckpoint(bool on) { selective_ = on; }
 
  private:
   AttentionConfig cfg_;
+  bool selective_ = false;
   size_t qkv_, proj_;
   Tensor rope_cos_, rope_sin_;
 };
@@ -80,14 +88,26 @@ struct BlockConfig {
 };
 
 // Pre-norm block: x + attn(ln1(x)), then + mlp(ln2(x)). Children: ln1, attn, ln2, mlp.
+// Activation checkpointing (training only; the KV-cache path never records a graph):
+//   full       keeps x only and re-runs the whole block in backward
+//   selective  keeps the outputs of the QKV, attention, output-projection, fc1 and fc2 ops
+//              (and dropout masks, u8); re-runs ln1, ln2, the activation (gate product), the
+//              head-merging copy and RoPE. Per layer (f32, hidden 4C, no RoPE) that keeps about
+//              10 of the ~17 [B, T, C]-sized tensors an unchecked block keeps.
 class Block : public Module {
  public:
   Block(const BlockConfig& cfg, const ModuleOptions& opt = {});
   Tensor forward(const Tensor& x) override { return forward(x, nullptr, 0); }
   Tensor forward(const Tensor& x, LayerKV* cache, int64_t past);
+  // Sets the mode for this block and the selective flags of its attention and MLP (children
+  // replaced by other module types are left as they are).
+  void setCheckpoint(CheckpointMode mode);
+  CheckpointMode checkpointMode() const { return checkpoint_; }
 
  private:
+  Tensor run(const Tensor& x, LayerKV* cache, int64_t past);
   size_t ln1_, attn_, ln2_, mlp_;
+  CheckpointMode checkpoint_ = CheckpointMode::none;
 };
 
 // The norm a transformer uses: RMSNorm or LayerNorm (bias optional).
