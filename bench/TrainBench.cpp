@@ -19,6 +19,7 @@
 #include "bench/Timing.h"
 #include "core/data/DatasetSpec.h"
 #include "core/methods/Method.h"
+#include "core/run/Build.h"
 #include "core/run/RunConfig.h"
 #include "core/tensor/Random.h"
 #include "kernels/cpu/CpuBackend.h"
@@ -63,16 +64,11 @@ int64_t envInt(const char* name, int64_t fallback) {
 // then the test accuracy (or, for a language model, the loss over the whole validation split).
 SideResult trainLathe(const run::RunConfig& cfg, const data::LoadedData& data, int64_t steps,
                       bool language_model) {
-  manualSeed(cfg.seed);
-  std::shared_ptr<Model> model = buildModel(cfg.model);
-  const nlohmann::json& entry = cfg.optimizerMethod();
-  auto method = methods::MethodRegistry::instance().create(entry.at("name").get<std::string>());
-  method->configure(entry);
-  auto optimizer = method->makeOptimizer(*model);
-  train::TrainOptions topt = cfg.trainOptions();
+  run::BuiltRun built = run::buildRun(cfg, Device::cpu());
+  train::TrainOptions topt = run::trainOptionsFor(cfg, built);
   const int64_t total = train::plannedSteps(topt, data.train->size());
-  optim::LrSchedule schedule(method->learningRate(), cfg.scheduleOptions(total));
-  train::Trainer trainer(model, std::move(optimizer), schedule, data, topt);
+  const optim::LrSchedule schedule = run::scheduleFor(cfg, built.lr, total);
+  train::Trainer trainer(built.model, std::move(built.optimizer), schedule, data, topt);
 
   SideResult r;
   double timed_s = 0;

@@ -1,13 +1,12 @@
-// lathe-cli run / resume / runs / show / compare / methods / export: the run engine and the run
-// store from a terminal. Exit codes: 0 done, 1 the run failed (or was cancelled), 2 bad usage,
-// a bad config or a database that cannot be used.
+// lathe-cli run / resume / runs / show / compare / methods / export / estimate: the run engine
+// and the run store from a terminal. Exit codes: 0 done, 1 the run failed (or was cancelled, or
+// an estimate does not fit), 2 bad usage, a bad config or a database that cannot be used.
 #include <unistd.h>
 
 #include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <iomanip>
 #include <iostream>
 #include <memory>
@@ -16,8 +15,9 @@
 
 #include "app/cli/Commands.h"
 #include "core/base/Error.h"
-#include "core/io/AtomicFile.h"
 #include "core/methods/Method.h"
+#include "core/run/Estimate.h"
+#include "core/run/Export.h"
 #include "core/run/Runner.h"
 #include "core/store/RunStore.h"
 
@@ -384,6 +384,64 @@ void addRunCommands(CLI::App& app) {
       }
     });
   }
+  // estimate
+  {
+    struct Opts {
+      std::string config, device;
+      bool json = false;
+    };
+    auto o = std::make_shared<Opts>();
+    CLI::App* cmd = app.add_subcommand(
+        "estimate", "peak memory by tag and step time of a run config, before launching it");
+    cmd->add_option("CONFIG", o->config, "run config (JSON)")->required();
+    cmd->add_option("--device", o->device, "override hardware.device: cpu or cuda:N");
+    cmd->add_flag("--json", o->json, "JSON output");
+    cmd->callback([o] {
+      lathe::run::Estimate e;
+      try {
+        lathe::run::RunConfig config = lathe::run::RunConfig::load(o->config);
+        if (!o->device.empty()) {
+          nlohmann::json j = config.toJson();
+          j["hardware"]["device"] = o->device;
+          config = lathe::run::RunConfig::parse(j, config.base_dir);
+        }
+        e = lathe::run::estimateRun(config);
+      } catch (const lathe::Error& err) {
+        fail("estimate", err.what());
+      }
+      if (o->json) {
+        std::cout << e.toJson().dump(2) << "\n";
+      } else {
+        auto row = [](const std::string& k, const std::string& v) {
+          std::cout << "  " << std::left << std::setw(18) << k << v << "\n";
+        };
+        std::cout << "estimate for \"" << e.name << "\" on " << e.device << ", batch "
+                  << e.batch_size << (e.grad_accum > 1 ? " x " + std::to_string(e.grad_accum) : "")
+                  << ", " << e.planned_steps << " steps\n";
+        for (int t = 0; t < lathe::kNumMemoryTags; ++t)
+          row(lathe::memoryTagName(static_cast<lathe::MemoryTag>(t)),
+              lathe::formatBytes(e.tag_bytes[static_cast<size_t>(t)]));
+        row("peak memory", lathe::formatBytes(e.peak_bytes));
+        std::ostringstream st, tt;
+        st << std::fixed << std::setprecision(2) << e.step_time_s * 1e3 << " ms";
+        tt << std::fixed << std::setprecision(1) << e.total_time_s
+           << " s (training only, evaluation not included)";
+        row("step time", st.str());
+        row("total time", tt.str());
+        row("capacity", e.capacity_bytes > 0
+                            ? lathe::formatBytes(e.capacity_bytes) + " (" + e.capacity_source + ")"
+                            : e.capacity_source);
+        std::ostringstream cal;
+        for (const auto& p : e.calibration)
+          cal << (cal.tellp() > 0 ? ", " : "") << "batch " << p.batch << ": "
+              << lathe::formatBytes(p.peak) << ", " << std::fixed << std::setprecision(2)
+              << p.step_time_s * 1e3 << " ms";
+        row("calibrated on", cal.str());
+        std::cout << (e.fits ? "fits" : "does not fit") << "\n";
+      }
+      if (!e.fits) throw CLI::RuntimeError(1);
+    });
+  }
   // export
   {
     struct Opts : Common {
@@ -399,26 +457,7 @@ void addRunCommands(CLI::App& app) {
     cmd->callback([o] {
       try {
         lathe::store::RunStore db(dbPathOf(o->db));
-        std::optional<lathe::store::Artifact> model;
-        for (const auto& a : db.artifacts(o->run))
-          if (a.kind == "model") model = a;
-        if (!model)
-          fail("export", "run " + std::to_string(o->run) +
-                             " has no trained model (it is not done, or was run without saving)");
-        if (!fs::exists(model->path))
-          fail("export",
-               "the model file of run " + std::to_string(o->run) + " is missing: " + model->path);
-        std::ifstream in(model->path, std::ios::binary);
-        std::stringstream ss;
-        ss << in.rdbuf();
-        lathe::writeFileAtomically(o->out, ss.str());
-        lathe::store::Artifact a;
-        a.run_id = o->run;
-        a.kind = "export";
-        a.path = fs::absolute(o->out).string();
-        a.bytes = static_cast<int64_t>(fs::file_size(o->out));
-        a.hash = model->hash;
-        db.addArtifact(a);
+        const lathe::store::Artifact a = lathe::run::exportRunModel(db, o->run, o->out, o->format);
         std::cout << o->out << " (" << a.bytes
                   << " bytes, safetensors with the architecture spec)\n";
       } catch (const lathe::Error& e) {

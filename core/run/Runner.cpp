@@ -15,6 +15,7 @@
 #include "core/io/ModelFile.h"
 #include "core/methods/Method.h"
 #include "core/ops/Ops.h"
+#include "core/run/Build.h"
 #include "core/tensor/Random.h"
 
 namespace lathe::run {
@@ -200,55 +201,37 @@ void Runner::execute() {
     data::LoadedData data = data::loadDataset(config_.dataset, config_.seed, config_.base_dir);
     log(data.description);
 
-    manualSeed(config_.seed);
-    std::shared_ptr<Model> model = buildModel(config_.model);
-    model->to(device);
-    const int64_t params_initial = model->numParameters();
+    BuiltRun built = buildRun(config_, device);
+    std::shared_ptr<Model> model = built.model;
+    const int64_t params_initial = built.params_initial;
+    std::vector<std::unique_ptr<methods::Method>>& active = built.methods;
+    methods::Method* optimizer_method = built.optimizer_method;
 
-    auto& registry = methods::MethodRegistry::instance();
-    std::vector<std::unique_ptr<methods::Method>> active;
-    methods::Method* optimizer_method = nullptr;
-    for (const auto& m : config_.methods) {
-      auto method = registry.create(m.at("name").get<std::string>());
-      method->configure(m);
-      if (method->makesOptimizer())
-        optimizer_method = method.get();
-      else
-        method->apply(*model);
-      active.push_back(std::move(method));
-    }
-    LATHE_CHECK(optimizer_method != nullptr, "run ", run_id_, ": no optimizer method");
-    auto optimizer = optimizer_method->makeOptimizer(*model);
-    const double lr = optimizer_method->learningRate();
-
-    train::TrainOptions topt = config_.trainOptions();
+    train::TrainOptions topt = trainOptionsFor(config_, built);
     topt.checkpoint_path = ckpt;
-    for (const auto& m : active) m->configureTraining(topt);
     if (topt.compute_dtype != DType::f32)
       log(std::string("mixed precision: ") + dtypeName(topt.compute_dtype) + " autocast" +
           (topt.loss_scaling ? ", dynamic loss scaling from " + std::to_string(topt.init_loss_scale)
                              : ""));
     const int64_t total = train::plannedSteps(topt, data.train->size());
-    optim::LrScheduleOptions sched = config_.scheduleOptions(total);
-    if (sched.warmup_steps >= total) {
-      const int64_t w = total / 10;
-      log("training.schedule.warmup_steps (" + std::to_string(sched.warmup_steps) +
-          ") is not below the run's " + std::to_string(total) + " steps; using " +
-          std::to_string(w) + " warm-up steps");
-      sched.warmup_steps = w;
-    }
-    optim::LrSchedule schedule(lr, sched);
+    optim::LrSchedule schedule = scheduleFor(config_, built.lr, total, log);
     const ModelInfo info = model->info();
     const data::TaskKind task = data.task;
     const Shape input_shape = data.input_shape;
     const int64_t vocab = data.vocab_size;
     const bool has_test = data.test != nullptr;
-    train::Trainer trainer(model, std::move(optimizer), schedule, std::move(data), topt);
+    train::Trainer trainer(model, std::move(built.optimizer), schedule, std::move(data), topt);
 
     std::map<std::string, store::SummaryValue> summary;
     summary["params"] = static_cast<double>(model->numParameters());
     summary["trainable_params"] = static_cast<double>(model->numParameters(true));
     summary["params_before_methods"] = static_cast<double>(params_initial);
+    for (const auto& m : active) {  // what each method changed, as it reports it
+      const methods::MethodReport r = m->report();
+      if (r.note.empty()) continue;
+      summary["method." + m->info().name] = r.note;
+      log(m->info().name + ": " + r.note);
+    }
     summary["flops_" + info.flops_per] = info.train_flops;
     summary["optimizer"] = optimizer_method->info().name;
     summary["optimizer_state_bytes"] = static_cast<double>(trainer.optimizer().stateBytes());
