@@ -4,7 +4,7 @@ and fashion_cnn.json with the same settings as Lathe (AdamW lr 1e-3, betas 0.9/0
 weight decay 0.01 on parameters with dim >= 2 only, like DecayRule::matricesOnly; cosine schedule
 with 100 linear warmup steps as core/optim/LrSchedule.cpp computes it, over the planned steps of
 `--epochs` epochs; batch 64, drop_last, a 10% validation split; pixels scaled by 1/255; the CNN's
-dropout 0.25; PyTorch's default initialisation, which Lathe's layers use too).
+batch norm and dropout 0.25; PyTorch's default initialisation, which Lathe's layers use too).
 
 The data is read from the IDX .gz files with numpy and kept in memory as f32, and each batch is
 one index gather, the fastest loader PyTorch offers (no per-example collation). Like Lathe's
@@ -63,9 +63,12 @@ def make_model(kind):
     if kind == "mlp":  # 784-256-128-10, ReLU
         return nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128),
                              nn.ReLU(), nn.Linear(128, 10))
-    if kind == "cnn":  # LeNet preset: [conv3x3 pad 1, ReLU, maxpool 2] x (32, 64), 128 hidden
-        return nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                             nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+    if kind == "cnn":  # LeNet preset with batch_norm: [conv3x3 pad 1 (no bias), BatchNorm, ReLU,
+        # maxpool 2] x (32, 64), 128 hidden, dropout 0.25
+        return nn.Sequential(nn.Conv2d(1, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32),
+                             nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Conv2d(32, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64),
+                             nn.ReLU(), nn.MaxPool2d(2),
                              nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(),
                              nn.Dropout(0.25), nn.Linear(128, 10))
     raise SystemExit(f"unknown model {kind}")
