@@ -27,47 +27,17 @@
 #include "core/tensor/Random.h"
 #include "core/train/Trainer.h"
 #include "tests/OpTestUtil.h"
+#include "tests/core/OptimGoldenUtil.h"
 
 namespace lathe::optim {
 namespace {
 
 using nlohmann::json;
 
-// The golden model of OptimTest.cpp: ids [B, T] -> Embedding(6, 4) -> Linear(4, 3) ->
-// LayerNorm(3) -> Linear(3, 2, no bias).
-class TinyNet : public Module {
- public:
-  explicit TinyNet(const ModuleOptions& opt = {}) : Module("TinyNet") {
-    emb_ = registerModule("emb", std::make_shared<Embedding>(6, 4, opt));
-    fc_ = registerModule("fc", std::make_shared<Linear>(4, 3, true, opt));
-    ln_ = registerModule("ln", std::make_shared<LayerNorm>(3, 1e-5, true, opt));
-    head_ = registerModule("head", std::make_shared<Linear>(3, 2, false, opt));
-  }
-  Tensor forward(const Tensor& ids) override {
-    return child(head_)(child(ln_)(child(fc_)(child(emb_)(ids))));
-  }
-
- private:
-  size_t emb_, fc_, ln_, head_;
-};
-
-Tensor unpack(const json& j) {
-  Shape shape = j.at("shape").get<Shape>();
-  std::vector<double> data = j.at("data").get<std::vector<double>>();
-  if (shape.empty()) return Tensor::scalar(data.at(0), DType::f64);
-  return Tensor::fromVector(data, shape, DType::f64);
-}
-
-json loadJson(const std::string& name) {
-  const std::string path = std::string(LATHE_TEST_DATA_DIR) + "/golden/" + name + ".json";
-  std::ifstream in(path);
-  if (!in) throw std::runtime_error("missing golden file " + path);
-  return json::parse(in);
-}
-
-DecayRule decayRule(const json& o) {
-  return o.at("decay").get<std::string>() == "all" ? DecayRule::all : DecayRule::matricesOnly;
-}
+using golden::decayRule;
+using golden::loadJson;
+using golden::TinyNet;
+using golden::unpack;
 
 std::unique_ptr<Optimizer> makeFromJson(Module& model, const json& o) {
   const std::string kind = o.at("optimizer");
