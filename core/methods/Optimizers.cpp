@@ -33,7 +33,17 @@ ParamSpec decayParam() {
           "embeddings), or all"};
 }
 
-class SgdMethod final : public Method {
+// What every optimizer method shares: its static info, that it makes the run's optimizer, and
+// the "lr" parameter as the base learning rate.
+template <typename Derived>
+class OptimizerMethod : public Method {
+ public:
+  const MethodInfo& info() const override { return Derived::staticInfo(); }
+  bool makesOptimizer() const override { return true; }
+  double learningRate() const override { return params_.at("lr").get<double>(); }
+};
+
+class SgdMethod final : public OptimizerMethod<SgdMethod> {
  public:
   static const MethodInfo& staticInfo() {
     static const MethodInfo info{
@@ -48,9 +58,6 @@ class SgdMethod final : public Method {
          decayParam()}};
     return info;
   }
-  const MethodInfo& info() const override { return staticInfo(); }
-  bool makesOptimizer() const override { return true; }
-  double learningRate() const override { return params_.at("lr").get<double>(); }
   std::unique_ptr<optim::Optimizer> makeOptimizer(Model& model) override {
     optim::SgdOptions o;
     o.lr = learningRate();
@@ -63,7 +70,7 @@ class SgdMethod final : public Method {
   }
 };
 
-class AdamWMethod final : public Method {
+class AdamWMethod final : public OptimizerMethod<AdamWMethod> {
  public:
   static const MethodInfo& staticInfo() {
     static const MethodInfo info{
@@ -87,9 +94,6 @@ class AdamWMethod final : public Method {
          decayParam()}};
     return info;
   }
-  const MethodInfo& info() const override { return staticInfo(); }
-  bool makesOptimizer() const override { return true; }
-  double learningRate() const override { return params_.at("lr").get<double>(); }
   std::unique_ptr<optim::Optimizer> makeOptimizer(Model& model) override {
     optim::AdamWOptions o;
     o.lr = learningRate();
@@ -102,7 +106,7 @@ class AdamWMethod final : public Method {
   }
 };
 
-class LionMethod final : public Method {
+class LionMethod final : public OptimizerMethod<LionMethod> {
  public:
   static const MethodInfo& staticInfo() {
     static const MethodInfo info{
@@ -117,9 +121,6 @@ class LionMethod final : public Method {
          number("weight_decay", 0.0, 0.0, 10.0, "decoupled weight decay"), decayParam()}};
     return info;
   }
-  const MethodInfo& info() const override { return staticInfo(); }
-  bool makesOptimizer() const override { return true; }
-  double learningRate() const override { return params_.at("lr").get<double>(); }
   std::unique_ptr<optim::Optimizer> makeOptimizer(Model& model) override {
     optim::LionOptions o;
     o.lr = learningRate();
@@ -131,7 +132,7 @@ class LionMethod final : public Method {
   }
 };
 
-class SophiaMethod final : public Method {
+class SophiaMethod final : public OptimizerMethod<SophiaMethod> {
  public:
   static const MethodInfo& staticInfo() {
     static const MethodInfo info{
@@ -180,9 +181,6 @@ class SophiaMethod final : public Method {
          decayParam()}};
     return info;
   }
-  const MethodInfo& info() const override { return staticInfo(); }
-  bool makesOptimizer() const override { return true; }
-  double learningRate() const override { return params_.at("lr").get<double>(); }
   std::unique_ptr<optim::Optimizer> makeOptimizer(Model& model) override {
     optim::SophiaOptions o;
     o.lr = learningRate();
@@ -201,7 +199,7 @@ class SophiaMethod final : public Method {
   }
 };
 
-class AdafactorMethod final : public Method {
+class AdafactorMethod final : public OptimizerMethod<AdafactorMethod> {
  public:
   static const MethodInfo& staticInfo() {
     static const MethodInfo info{
@@ -229,9 +227,6 @@ class AdafactorMethod final : public Method {
          decayParam()}};
     return info;
   }
-  const MethodInfo& info() const override { return staticInfo(); }
-  bool makesOptimizer() const override { return true; }
-  double learningRate() const override { return params_.at("lr").get<double>(); }
   std::unique_ptr<optim::Optimizer> makeOptimizer(Model& model) override {
     optim::AdafactorOptions o;
     o.lr = learningRate();
@@ -251,7 +246,7 @@ class AdafactorMethod final : public Method {
   }
 };
 
-class AdamW8bitMethod final : public Method {
+class AdamW8bitMethod final : public OptimizerMethod<AdamW8bitMethod> {
  public:
   static const MethodInfo& staticInfo() {
     static const MethodInfo info{
@@ -287,9 +282,6 @@ class AdamW8bitMethod final : public Method {
          decayParam()}};
     return info;
   }
-  const MethodInfo& info() const override { return staticInfo(); }
-  bool makesOptimizer() const override { return true; }
-  double learningRate() const override { return params_.at("lr").get<double>(); }
   std::unique_ptr<optim::Optimizer> makeOptimizer(Model& model) override {
     optim::AdamW8bitOptions o;
     o.lr = learningRate();
