@@ -2,9 +2,11 @@
 // all of them, an older file the missing ones), each frozen once released, all in one
 // transaction with foreign keys off and a foreign_key_check before COMMIT (SQLite's procedure
 // for table rebuilds). Ids use AUTOINCREMENT so a deleted run's id is never handed out again
-// (the GUI and cached series ids may still hold it). Points are (series_id, step) keyed rows in
-// a WITHOUT ROWID table: one B-tree, in step order per series. The file runs past 800 lines
-// because the frozen migration SQL (about 120 lines) belongs beside the code that runs it.
+// (the GUI and cached series ids may still hold it). Metric points are written as chunks (v3):
+// one row per series and flush holding the packed points, keyed (series_id, seq); points written
+// by v2 stay in the (series_id, step) keyed points table and are read first. The file runs past
+// 800 lines because the frozen migration SQL (about 140 lines) belongs beside the code that runs
+// it, and the chunk codec is a few lines used only here.
 #include "core/store/RunStore.h"
 
 #include <pwd.h>

@@ -1,6 +1,9 @@
 // Tensor-core FlashAttention-2 for f16/bf16, head dim 64 and 128 (see FlashAttention.h for the
 // contract). Plain sm_80-style code: mma.sync.m16n8k16 (f32 accumulate), ldmatrix, cp.async
 // multi-stage buffering with one block barrier per tile; it runs on sm_90 as is.
+// The file runs past 800 lines on purpose: forward, backward and their launch code share the
+// fragment-layout and swizzle helpers below, whose invariants (documented once, here) must not
+// drift apart between translation units.
 //
 // ---- Fragment layouts (PTX ISA, mma.m16n8k16 with 16-bit inputs) -------------------------------
 // lane = threadIdx.x % 32, g = lane / 4 ("groupID"), t = lane % 4 ("thread in group").
