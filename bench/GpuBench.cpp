@@ -1,4 +1,6 @@
-// lathe-bench gpu: GEMM TFLOP/s, attention TFLOP/s (fwd+bwd, and the forward (_f) and the
+// lathe-bench gpu: GEMM TFLOP/s (bf16, and fp8 against torch._scaled_mm), a linear layer's
+// forward + backward in bf16 and in fp8 (Lathe's fp8 recipe against PyTorch's bf16: plain
+// PyTorch has no fp8 training recipe), attention TFLOP/s (fwd+bwd, and the forward (_f) and the
 // backward (_b) alone) and memory-bound kernels in GB/s on cuda:0, each next to PyTorch measured
 // in the same run (bench/peers/torch_gpu.py). Times are medians of device-synchronised repeats.
 // Attention runs twice: attn_bf16_* under LATHE_ATTENTION=cudnn (cuDNN's SDPA when the build has
@@ -6,11 +8,14 @@
 // tensor-core kernel); both are compared with the same PyTorch time.
 #include <cstdlib>
 #include <iostream>
+#include <memory>
+#include <optional>
 #include <set>
 #include <sstream>
 
 #include "bench/Suites.h"
 #include "bench/Timing.h"
+#include "core/ops/Fp8.h"
 #include "core/ops/Ops.h"
 
 namespace lathe::bench {
@@ -50,6 +55,30 @@ Case plan(const std::string& token) {
   if (kind == "gemm_bf16") {  // M,N,K
     Tensor a = randn({d[0], d[2]}, DType::bf16, kGpu), b = randn({d[2], d[1]}, DType::bf16, kGpu);
     return {[=] { matmul(a, b); }, 2.0 * d[0] * d[1] * d[2], 0};
+  }
+  if (kind == "gemm_fp8") {  // M,N,K: e4m3 [M,K] x e4m3 [N,K]^T -> bf16 (cuBLASLt, scaled)
+    const Tensor a = randn({d[0], d[2]}, DType::f32, kGpu).to(DType::f8e4m3);
+    const Tensor b = randn({d[1], d[2]}, DType::f32, kGpu).to(DType::f8e4m3);
+    const Tensor s = Tensor::ones({1}, DType::f32, kGpu);
+    const Tensor out = Tensor::empty({d[0], d[1]}, DType::bf16, kGpu);
+    return {[=] { backendFor(DeviceType::cuda).matmulFp8(a, b, s, s, nullptr, out); },
+            2.0 * d[0] * d[1] * d[2], 0};
+  }
+  if (kind == "linear_bf16_fb" || kind == "linear_fp8_fb") {  // rows,in,out: fwd + both grads
+    // fp8: f32 master weight and bf16 activations as in training, quantization and delayed
+    // scaling included; bf16: a bf16 weight, as the PyTorch peer.
+    const bool fp8 = kind == "linear_fp8_fb";
+    Tensor x = req(randn({d[0], d[1]}, DType::bf16, kGpu));
+    Tensor w = req(mul(randn({d[2], d[1]}, fp8 ? DType::f32 : DType::bf16, kGpu), 0.02).detach());
+    const Tensor g = randn({d[0], d[2]}, DType::bf16, kGpu);
+    auto state = std::make_shared<Fp8State>();
+    return {[=] {
+              std::optional<Fp8AutocastGuard> guard;
+              if (fp8) guard.emplace(*state);
+              Tensor y = linear(x, w);
+              grad({y}, {g}, {x, w});
+            },
+            6.0 * d[0] * d[1] * d[2], 0};
   }
   if (kind == "attn_bf16_fb") {  // B,H,T,D causal fwd+bwd; FLOPs as FlashAttention counts them
     Tensor q = req(randn({d[0], d[1], d[2], d[3]}, DType::bf16, kGpu));
@@ -91,6 +120,9 @@ Case plan(const std::string& token) {
 }
 
 const std::vector<std::string> kCases = {
+    "gemm_fp8:8192,8192,8192",        "gemm_fp8:16384,768,3072",
+    "linear_bf16_fb:16384,4096,4096", "linear_fp8_fb:16384,4096,4096",
+    "linear_bf16_fb:8192,3072,768",   "linear_fp8_fb:8192,3072,768",
     "gemm_bf16:4096,4096,4096",       "gemm_bf16:8192,8192,8192",
     "gemm_bf16:16384,768,3072",       "attn_bf16_fb:8,16,1024,64",
     "attn_bf16_fb_own:8,16,1024,64",  "attn_bf16_fb:4,16,2048,128",

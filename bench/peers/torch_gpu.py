@@ -15,6 +15,19 @@ def plan(token):
     if kind == "gemm_bf16":
         a, b = torch.randn(d[0], d[2], device=dev, dtype=bf), torch.randn(d[2], d[1], device=dev, dtype=bf)
         return lambda: a @ b
+    if kind == "gemm_fp8":  # e4m3 x e4m3 -> bf16 with unit scales
+        a = torch.randn(d[0], d[2], device=dev).to(torch.float8_e4m3fn)
+        b = torch.randn(d[1], d[2], device=dev).to(torch.float8_e4m3fn)
+        s = torch.ones((), device=dev, dtype=torch.float32)
+        return lambda: torch._scaled_mm(a, b.t(), scale_a=s, scale_b=s, out_dtype=bf)
+    if kind in ("linear_bf16_fb", "linear_fp8_fb"):  # fp8: PyTorch's bf16 (no fp8 recipe)
+        x = torch.randn(d[0], d[1], device=dev, dtype=bf, requires_grad=True)
+        w = (torch.randn(d[2], d[1], device=dev, dtype=bf) * 0.02).requires_grad_(True)
+        g = torch.randn(d[0], d[2], device=dev, dtype=bf)
+        def lin():
+            y = F.linear(x, w)
+            torch.autograd.grad(y, (x, w), g)
+        return lin
     if kind == "attn_bf16_fb":
         q, k, v = (torch.randn(*d, device=dev, dtype=bf, requires_grad=True) for _ in range(3))
         g = torch.randn(*d, device=dev, dtype=bf)

@@ -18,6 +18,28 @@ void Backend::missing(const char* kernel) const {
        " (backend ", name(), ")");
 }
 
+std::string Backend::deviceName(int) const {
+  return name();
+}
+DeviceMemory Backend::deviceMemory(int) const {
+  return {};
+}
+void Backend::adamw8bitStep(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                            const Tensor&, const Tensor&, const Tensor&, const Tensor&, int64_t,
+                            const AdamWStep&) {
+  missing("adamw8bitStep");
+}
+void Backend::fp8Scale(const Tensor&, double, int, const Tensor&, const Tensor&) {
+  missing("fp8Scale");
+}
+void Backend::quantizeFp8(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                          const Tensor&) {
+  missing("quantizeFp8");
+}
+void Backend::matmulFp8(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor*,
+                        const Tensor&) {
+  missing("matmulFp8");
+}
 void Backend::copy(const Tensor&, const Tensor&) {
   missing("copy");
 }

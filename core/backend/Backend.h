@@ -106,6 +106,12 @@ struct SgdStep {
   bool first_step = true;  // momentum buffer starts as the first gradient
 };
 
+// A device's memory as its driver reports it; zeros when the backend cannot tell.
+struct DeviceMemory {
+  int64_t total_bytes = 0;
+  int64_t free_bytes = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -114,6 +120,11 @@ class Backend {
   virtual Allocator& allocator(int device_index) = 0;
   virtual int deviceCount() const { return 1; }
   virtual void synchronize(int /*device_index*/) {}
+  // The device's model ("NVIDIA H100 80GB HBM3"); the backend's name() when it cannot tell.
+  virtual std::string deviceName(int device_index) const;
+  // Total and free memory of the device. The CPU backend reports zeros: host RAM is not the
+  // backend's to own (run/Estimate reads /proc/meminfo).
+  virtual DeviceMemory deviceMemory(int device_index) const;
 
   // --- memory (strided) ---
   // dst[i] = convert(src[i]); shapes equal; both strided; dtypes may differ; devices may differ
@@ -214,6 +225,34 @@ class Backend {
   // momentum == 0.
   virtual void sgdStep(const Tensor& param, const Tensor& grad, const Tensor& buf,
                        const SgdStep& s);
+  // AdamW (same rule and order as adamwStep) with block-wise 8-bit moments (core/optim/
+  // Quantize8bit.h): per block of `block_size` elements, m = signed_map[qm] * am and v =
+  // unsigned_map[qv] * av are dequantized, updated with grad, the parameter stepped, and m, v
+  // requantized: new absmax per block, each code the index of the nearest map value to x / absmax
+  // (ties to the lower index; all-zero blocks get absmax 0 and the code of 0). param, grad [n]
+  // (f32/f64/bf16/f16, one dtype); qm, qv u8 [n]; am, av [ceil(n / block_size)] and the maps [256]
+  // in the state dtype (f32, f64 for f64 params). All updated in place.
+  virtual void adamw8bitStep(const Tensor& param, const Tensor& grad, const Tensor& qm,
+                             const Tensor& am, const Tensor& qv, const Tensor& av,
+                             const Tensor& signed_map, const Tensor& unsigned_map,
+                             int64_t block_size, const AdamWStep& s);
+
+  // --- fp8 GEMMs with delayed per-tensor scaling (core/ops/Fp8.h) ---
+  // scale = s and scale_inv = 1/s (f32 [1] each, separate allocations: cuBLASLt wants aligned
+  // scale pointers) with s = fp8_max / amax / 2^margin, amax the largest finite value of
+  // amax_history (f32 [H]); 1 and 1 when the history holds no positive finite value.
+  virtual void fp8Scale(const Tensor& amax_history, double fp8_max, int margin, const Tensor& scale,
+                        const Tensor& scale_inv);
+  // x [R, C] contiguous (f32/bf16/f16): q = fp8(x * scale) and/or its transpose q_t [C, R], in
+  // their fp8 dtype (f8e4m3 or f8e5m2; round to nearest even, saturating to the largest finite
+  // value); either may be undefined. amax (f32 [1]) = max |x| (NaN when x holds a NaN).
+  virtual void quantizeFp8(const Tensor& x, const Tensor& scale, const Tensor& q, const Tensor& q_t,
+                           const Tensor& amax);
+  // out [M, N] = a_scale_inv * b_scale_inv * (a [M, K] @ b [N, K]^T) (+ bias [N]): the one layout
+  // fp8 tensor cores take (both operands K-major). a, b fp8, not both e5m2; scale_invs f32 [1]
+  // (device memory); out bf16 or f32 with bias in out's dtype; products accumulate in f32.
+  virtual void matmulFp8(const Tensor& a, const Tensor& b, const Tensor& a_scale_inv,
+                         const Tensor& b_scale_inv, const Tensor* bias, const Tensor& out);
 
   // --- attention: q [B, H, T, D], k/v [B, Hkv, S, D] (H a multiple of Hkv) ---
   // key_padding (bool [B, S], true = attend) may be null. out [B, H, T, D], lse (f32) [B, H, T].

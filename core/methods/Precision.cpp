@@ -3,7 +3,7 @@
 // f16; softmax, norms, losses and reductions in f32); f16 adds dynamic loss scaling, whose
 // skipped steps the run reports. On the CPU, bf16 runs through oneDNN (native on processors with
 // AVX512-BF16 or AMX, emulated and slower elsewhere); f16 has no fast CPU kernels and computes
-// through the reference kernels.
+// through the reference kernels. fp8 runs the linear layers' GEMMs in fp8 (core/ops/Fp8.h).
 #include "core/methods/Method.h"
 
 namespace lathe::methods {
@@ -23,10 +23,12 @@ class PrecisionMethod final : public Method {
           0,
           0,
           false,
-          {"bf16", "fp16"},
+          {"bf16", "fp16", "fp8"},
           "",
           "the dtype matmuls, convolutions and attention run in; softmax, norms, losses and "
-          "reductions stay f32"},
+          "reductions stay f32. fp8: linear layers in e4m3 (forward) and e5m2 (gradients) with "
+          "delayed per-tensor scaling through cuBLASLt (GPUs with fp8 tensor cores, sm_89+; "
+          "emulated and slow on the CPU), everything else bf16"},
          {"loss_scaling",
           ParamType::choice,
           "auto",
@@ -54,14 +56,35 @@ class PrecisionMethod final : public Method {
           false,
           {},
           "steps",
-          "clean steps in a row after which the scale doubles"}}};
+          "clean steps in a row after which the scale doubles"},
+         {"fp8_history",
+          ParamType::integer,
+          16,
+          1,
+          1024,
+          false,
+          {},
+          "steps",
+          "fp8: the amax history each scale is computed from (delayed scaling)"},
+         {"fp8_margin",
+          ParamType::integer,
+          0,
+          0,
+          16,
+          false,
+          {},
+          "",
+          "fp8: scale = fp8_max / amax / 2^margin; a larger margin leaves headroom for growing "
+          "values"}}};
     return info;
   }
   const MethodInfo& info() const override { return staticInfo(); }
   void configureTraining(train::TrainOptions& o) const override {
     const std::string dtype = params_.at("dtype").get<std::string>();
     const std::string scaling = params_.at("loss_scaling").get<std::string>();
-    o.compute_dtype = dtype == "fp16" ? DType::f16 : DType::bf16;
+    o.compute_dtype = dtype == "fp16" ? DType::f16 : dtype == "fp8" ? DType::f8e4m3 : DType::bf16;
+    o.fp8_history = static_cast<int>(params_.at("fp8_history").get<int64_t>());
+    o.fp8_margin = static_cast<int>(params_.at("fp8_margin").get<int64_t>());
     o.loss_scaling = scaling == "dynamic" || (scaling == "auto" && dtype == "fp16");
     o.init_loss_scale = params_.at("init_scale").get<double>();
     o.scale_growth_interval = params_.at("growth_interval").get<int64_t>();

@@ -4,6 +4,7 @@
 // (dA = G @ op(B)^T, dB = op(A)^T @ G), so backward makes no transposed copies either.
 // Shapes: op(A) [.., M, K], op(B) [.., K, N], out [.., M, N].
 #include "core/ops/Autocast.h"
+#include "core/ops/Fp8.h"
 #include "core/ops/OpsCommon.h"
 
 namespace lathe {
@@ -150,6 +151,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
+  if (Fp8State* fp8_state = fp8::active()) return fp8::linear(*fp8_state, x, w, b);
   if (autocast::wantsLow(x, w, b))
     return linear(autocast::low(x), autocast::low(w), autocast::low(b));
   checkOperands(x, w, "linear");

@@ -1,10 +1,12 @@
 // AdamW with 8-bit block-wise quantized moments (Dettmers et al. 2022). Per parameter: below
 // min_8bit_size elements the moments stay f32 and the fused adamwStep kernel updates them; at or
 // above it m and v are u8 codes of bitsandbytes' dynamic maps (signed for m, unsigned for v) with
-// one absmax per block, kept per parameter so blocks never mix parameters. A step walks each
-// quantized parameter in slices of whole blocks: dequantize, torch.optim.AdamW's update in f32
-// (f64 for f64 parameters), requantize; the parameters themselves (master weights) stay in
-// their dtype. State bytes: 2 per element + 8 per block, vs 8 per element for f32 AdamW.
+// one absmax per block, kept per parameter so blocks never mix parameters. A step, per block:
+// dequantize, torch.optim.AdamW's update in f32 (f64 for f64 parameters), requantize; the
+// parameters themselves (master weights) stay in their dtype. State bytes: 2 per element + 8 per
+// block, vs 8 per element for f32 AdamW. The quantized step is one fused backend kernel
+// (Backend::adamw8bitStep), a single pass with no temporaries; Quantize8bit's tensor-op
+// functions are its test oracle.
 #include <cmath>
 
 #include "core/backend/Backend.h"
@@ -67,7 +69,10 @@ class AdamW8bit final : public Optimizer {
         backendFor(p).adamwStep(p, g, viewOf(st[0], {n}, 0), viewOf(st[1], {n}, 0), s);
         continue;
       }
-      quantizedStep(p, g, viewOf(st[0], {n}, 0), st[1], viewOf(st[2], {n}, 0), st[3], maps, s);
+      const Tensor qm = viewOf(st[0], {n}, 0), qv = viewOf(st[2], {n}, 0);
+      backendFor(p).adamw8bitStep(p, g, qm, st[1], qv, st[3], maps.is_signed, maps.is_unsigned,
+                                  o_.block_size, s);
+      for (const Tensor& t : {st[0], st[1], st[2], st[3]}) t.storage()->bumpVersion();
     }
   }
 
@@ -78,37 +83,6 @@ class AdamW8bit final : public Optimizer {
 
   size_t groupIndexOf(const ParameterBuffer::Group& group) const {
     return static_cast<size_t>(&group - &buffer().groups().front());
-  }
-
-  // One quantized parameter, in slices of whole blocks (bounded workspace).
-  void quantizedStep(const Tensor& p, const Tensor& g, const Tensor& qm, const Tensor& am,
-                     const Tensor& qv, const Tensor& av, const Maps& maps, const AdamWStep& s) {
-    NoGradGuard no_grad;
-    MemoryTagScope tag(MemoryTag::workspace);
-    const int64_t B = o_.block_size, n = p.numel();
-    const int64_t chunk = std::max<int64_t>(1, internal::kStepChunk / 4 / B) * B;
-    const DType dt = maps.is_signed.dtype();
-    const double bc1 = 1.0 - std::pow(s.beta1, static_cast<double>(s.step));
-    const double bc2_sqrt = std::sqrt(1.0 - std::pow(s.beta2, static_cast<double>(s.step)));
-    internal::forChunks(n, chunk, [&](int64_t b, int64_t e) {
-      const int64_t kb = b / B, ke = (e + B - 1) / B;
-      const Tensor qm_c = qm.slice(0, b, e), qv_c = qv.slice(0, b, e);
-      const Tensor am_c = am.slice(0, kb, ke), av_c = av.slice(0, kb, ke);
-      const Tensor gc = g.slice(0, b, e).to(dt);
-      Tensor pc = p.slice(0, b, e);
-      // torch.optim.AdamW's order (as the fused adamwStep kernels).
-      const Tensor m = add(mul(dequantizeBlockwise(qm_c, am_c, maps.is_signed, B), s.beta1),
-                           mul(gc, 1.0 - s.beta1));
-      const Tensor v = add(mul(dequantizeBlockwise(qv_c, av_c, maps.is_unsigned, B), s.beta2),
-                           mul(square(gc), 1.0 - s.beta2));
-      Tensor pf = pc.to(dt);
-      if (s.weight_decay != 0.0) pf = mul(pf, 1.0 - s.lr * s.weight_decay);
-      const Tensor denom = add(div(sqrt(v), bc2_sqrt), s.eps);
-      pc.copy_(sub(pf, mul(div(m, denom), s.lr / bc1)));
-      quantizeBlockwise(m, maps.is_signed, B, qm_c, am_c);
-      quantizeBlockwise(v, maps.is_unsigned, B, qv_c, av_c);
-    });
-    for (const Tensor& t : {qm, am, qv, av}) t.storage()->bumpVersion();
   }
 
   // Per parameter: f32 exp_avg, exp_avg_sq below min_8bit_size; else u8 codes shaped like the

@@ -209,7 +209,14 @@ void Runner::execute() {
 
     train::TrainOptions topt = trainOptionsFor(config_, built);
     topt.checkpoint_path = ckpt;
-    if (topt.compute_dtype != DType::f32)
+    if (topt.compute_dtype == DType::f8e4m3)
+      log(std::string("mixed precision: fp8 linear layers (e4m3 forward, e5m2 gradients, delayed "
+                      "scaling over ") +
+          std::to_string(topt.fp8_history) + " steps), bf16 autocast elsewhere" +
+          (device.isCpu() ? "; on the CPU fp8 is emulated by reference kernels (slow: use it "
+                            "for accuracy, not speed)"
+                          : ""));
+    else if (topt.compute_dtype != DType::f32)
       log(std::string("mixed precision: ") + dtypeName(topt.compute_dtype) + " autocast" +
           (topt.loss_scaling ? ", dynamic loss scaling from " + std::to_string(topt.init_loss_scale)
                              : ""));
@@ -341,7 +348,13 @@ void Runner::execute() {
       summary["samples_per_s"] = rate_samples / rate_time_s;
       if (rate_tokens > 0) summary["tokens_per_s"] = rate_tokens / rate_time_s;
     }
-    summary["precision"] = topt.compute_dtype == DType::f32 ? "f32" : dtypeName(topt.compute_dtype);
+    summary["precision"] = topt.compute_dtype == DType::f32      ? "f32"
+                           : topt.compute_dtype == DType::f8e4m3 ? "fp8"
+                                                                 : dtypeName(topt.compute_dtype);
+    if (const Fp8State* fp8 = trainer.fp8State()) {
+      summary["fp8_linear_calls"] = static_cast<double>(fp8->fp8Linears());
+      summary["fp8_bf16_fallback_calls"] = static_cast<double>(fp8->bf16Fallbacks());
+    }
     summary["skipped_steps"] = static_cast<double>(skipped_steps);
     const MemoryStats mem = allocatorFor(device).stats();
     summary["peak_memory_bytes"] = static_cast<double>(mem.peak);

@@ -18,6 +18,20 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+// The forward's precision: autocast in compute_dtype (f32: off); for fp8 (f8e4m3), bf16
+// autocast with fp8 linears on top.
+class PrecisionScope {
+ public:
+  PrecisionScope(DType compute, Fp8State* fp8)
+      : autocast_(compute == DType::f8e4m3 ? DType::bf16 : compute) {
+    if (fp8 != nullptr) fp8_.emplace(*fp8);
+  }
+
+ private:
+  AutocastGuard autocast_;
+  std::optional<Fp8AutocastGuard> fp8_;
+};
+
 double seconds(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
@@ -62,9 +76,11 @@ Trainer::Trainer(std::shared_ptr<Model> model, std::unique_ptr<optim::Optimizer>
                 " is larger than the training set (" + std::to_string(data_.train->size()) +
                 " examples); nothing would be trained");
   LATHE_CHECK(options_.compute_dtype == DType::f32 || options_.compute_dtype == DType::bf16 ||
-                  options_.compute_dtype == DType::f16,
+                  options_.compute_dtype == DType::f16 || options_.compute_dtype == DType::f8e4m3,
               "precision: compute dtype ", dtypeName(options_.compute_dtype),
-              " is not supported; expected f32, bf16 or f16");
+              " is not supported; expected f32, bf16, f16 or f8e4m3 (fp8)");
+  if (options_.compute_dtype == DType::f8e4m3)
+    fp8_ = std::make_unique<Fp8State>(Fp8Recipe{options_.fp8_history, options_.fp8_margin});
   LATHE_CHECK(!options_.loss_scaling ||
                   (std::isfinite(options_.init_loss_scale) && options_.init_loss_scale > 0 &&
                    options_.scale_growth_interval >= 1),
@@ -152,7 +168,7 @@ StepMetrics Trainer::step() {
     int64_t c = 0;
     Tensor loss;
     {
-      AutocastGuard autocast(options_.compute_dtype);  // f32: off
+      PrecisionScope precision(options_.compute_dtype, fp8_.get());
       Tensor out = model_->forward(x);
       loss = lossOf(out, y, data_.task == data::TaskKind::regression ? nullptr : &c);
     }
@@ -276,7 +292,7 @@ EvalMetrics Trainer::evaluate(const std::string& split, int64_t max_batches) {
   while (auto b = loader.next()) {
     Tensor x = b->input.to(options_.device);
     Tensor y = b->target.to(options_.device);
-    AutocastGuard autocast(options_.compute_dtype);  // evaluated as trained
+    PrecisionScope precision(options_.compute_dtype, fp8_.get());  // evaluated as trained
     Tensor out = model_->forward(x);
     int64_t c = 0;
     Tensor loss = lossOf(out, y, data_.task == data::TaskKind::regression ? nullptr : &c);

@@ -21,6 +21,7 @@
 #include "core/data/DataLoader.h"
 #include "core/data/DatasetSpec.h"
 #include "core/nn/Presets.h"
+#include "core/ops/Fp8.h"
 #include "core/optim/LrSchedule.h"
 #include "core/optim/Optimizer.h"
 #include "core/tensor/Allocator.h"
@@ -49,7 +50,11 @@ struct TrainOptions {
   // f16): the loss is multiplied by the scale before backward and the gradients divided by it;
   // a step whose gradients overflow is skipped and the scale halved; after
   // scale_growth_interval clean steps in a row the scale doubles.
+  // f8e4m3 means fp8 training (core/ops/Fp8.h): linear layers in e4m3/e5m2 with delayed
+  // scaling over an amax history of fp8_history uses, every other op under bf16 autocast.
   DType compute_dtype = DType::f32;
+  int fp8_history = 16;
+  int fp8_margin = 0;
   bool loss_scaling = false;
   double init_loss_scale = 65536.0;
   int64_t scale_growth_interval = 2000;
@@ -124,6 +129,7 @@ class Trainer {
   Model& model() { return *model_; }
   optim::Optimizer& optimizer() { return *optimizer_; }
   const TrainOptions& options() const { return options_; }
+  const Fp8State* fp8State() const { return fp8_.get(); }  // null unless training in fp8
   const data::LoadedData& data() const { return data_; }
   double elapsedSeconds() const { return elapsed_s_; }
   int64_t samplesSeen() const { return samples_seen_; }
@@ -145,6 +151,7 @@ class Trainer {
   TrainOptions options_;
   TrainerHooks hooks_;
   std::unique_ptr<data::DataLoader> loader_;
+  std::unique_ptr<Fp8State> fp8_;  // fp8 training only
   int64_t step_ = 0;
   int64_t samples_seen_ = 0;
   double elapsed_s_ = 0;

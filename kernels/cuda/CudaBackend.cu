@@ -54,6 +54,18 @@ int deviceCount() {
   return n;
 }
 
+int computeCapability(int device_index) {
+  int major = 0, minor = 0;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device_index) !=
+          cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device_index) !=
+          cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return major * 10 + minor;
+}
+
 CudaBackend::CudaBackend(int devices) {
   for (int i = 0; i < devices; ++i) allocators_.push_back(std::make_unique<CudaAllocator>(i));
 }
@@ -62,6 +74,19 @@ Allocator& CudaBackend::allocator(int device_index) {
   LATHE_CHECK(device_index >= 0 && device_index < deviceCount(), "cuda:", device_index,
               " does not exist (", deviceCount(), " GPU(s) present)");
   return *allocators_[static_cast<size_t>(device_index)];
+}
+
+std::string CudaBackend::deviceName(int device_index) const {
+  cudaDeviceProp prop{};
+  LATHE_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_index));
+  return prop.name;
+}
+
+DeviceMemory CudaBackend::deviceMemory(int device_index) const {
+  setDevice(device_index);
+  size_t free_bytes = 0, total_bytes = 0;
+  LATHE_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  return {static_cast<int64_t>(total_bytes), static_cast<int64_t>(free_bytes)};
 }
 
 void CudaBackend::synchronize(int device_index) {

@@ -228,7 +228,14 @@ TEST(PrecisionMethod, SetsTheTrainerOptions) {
   m->configureTraining(b);
   EXPECT_EQ(b.compute_dtype, DType::bf16);
   EXPECT_FALSE(b.loss_scaling);
-  EXPECT_THROW(reg.validate({{"name", "precision"}, {"dtype", "fp8"}}, "methods[1]"), Error);
+  m->configure(
+      reg.validate({{"name", "precision"}, {"dtype", "fp8"}, {"fp8_history", 32}}, "methods[1]"));
+  train::TrainOptions c;
+  m->configureTraining(c);
+  EXPECT_EQ(c.compute_dtype, DType::f8e4m3);
+  EXPECT_EQ(c.fp8_history, 32);
+  EXPECT_FALSE(c.loss_scaling);
+  EXPECT_THROW(reg.validate({{"name", "precision"}, {"dtype", "fp4"}}, "methods[1]"), Error);
 }
 
 }  // namespace

@@ -81,6 +81,17 @@ class ReferenceBackend : public Backend {
                  const AdamWStep& s) override;
   void sgdStep(const Tensor& param, const Tensor& grad, const Tensor& buf,
                const SgdStep& s) override;
+  void adamw8bitStep(const Tensor& param, const Tensor& grad, const Tensor& qm, const Tensor& am,
+                     const Tensor& qv, const Tensor& av, const Tensor& signed_map,
+                     const Tensor& unsigned_map, int64_t block_size, const AdamWStep& s) override;
+
+  // fp8 scaling, quantization and GEMM (reference/Fp8.cpp)
+  void fp8Scale(const Tensor& amax_history, double fp8_max, int margin, const Tensor& scale,
+                const Tensor& scale_inv) override;
+  void quantizeFp8(const Tensor& x, const Tensor& scale, const Tensor& q, const Tensor& q_t,
+                   const Tensor& amax) override;
+  void matmulFp8(const Tensor& a, const Tensor& b, const Tensor& a_scale_inv,
+                 const Tensor& b_scale_inv, const Tensor* bias, const Tensor& out) override;
 
   // attention (reference/Attention.cpp)
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor* key_padding,
