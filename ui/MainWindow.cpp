@@ -23,6 +23,7 @@
 #include "ui/panels/monitor/MonitorPanel.h"
 #include "ui/panels/runs/RunsPanel.h"
 #include "ui/panels/setup/DatasetCard.h"
+#include "ui/panels/setup/EstimateCard.h"
 #include "ui/panels/setup/ModelCard.h"
 #include "ui/panels/setup/SetupPanel.h"
 
@@ -101,11 +102,10 @@ void MainWindow::connectBridge() {
                                          : tr("Run #%1: %2 — %3").arg(id).arg(status, message));
           });
   connect(bridge_, &EngineBridge::summaryReady, runs_, &RunsPanel::refresh);
-  // No dataset preview loads while a run trains: it would count in the run's memory figures.
-  connect(bridge_, &EngineBridge::runQueued, this,
-          [this] { setup_->datasetCard()->setPreviewHeld(true); });
-  connect(bridge_, &EngineBridge::idle, this,
-          [this] { setup_->datasetCard()->setPreviewHeld(false); });
+  // No dataset preview or estimate runs while a run trains: it would count in the run's memory
+  // figures (launchFromSetup and resumeRun hold them before the run starts already).
+  connect(bridge_, &EngineBridge::runQueued, this, [this] { holdBackgroundWork(true); });
+  connect(bridge_, &EngineBridge::idle, this, [this] { holdBackgroundWork(false); });
   connect(monitor_, &MonitorPanel::cancelRequested, bridge_, &EngineBridge::cancel);
   connect(monitor_, &MonitorPanel::pauseRequested, bridge_, &EngineBridge::pause);
   connect(monitor_, &MonitorPanel::resumeRequested, bridge_, &EngineBridge::resume);
@@ -185,9 +185,11 @@ qint64 MainWindow::launchFromSetup() {
     return 0;
   }
   qint64 id = 0;
+  holdBackgroundWork(true);  // before the engine thread starts
   try {
     id = bridge_->launch(*config);
   } catch (const std::exception& e) {
+    if (bridge_->currentRunId() == 0) holdBackgroundWork(false);
     statusBar()->showMessage(tr("Cannot launch: %1").arg(e.what()));
     return 0;
   }
@@ -229,11 +231,19 @@ void MainWindow::duplicateRun(qint64 run_id) {
   statusBar()->showMessage(tr("Run #%1's config loaded into Setup").arg(run_id));
 }
 
+void MainWindow::holdBackgroundWork(bool held) {
+  setup_->datasetCard()->setPreviewHeld(held);
+  // Cancels an estimate in flight and waits for it (one training step at most).
+  setup_->estimateCard()->setHeld(held);
+}
+
 bool MainWindow::resumeRun(qint64 run_id) {
   if (bridge_ == nullptr) return false;
+  holdBackgroundWork(true);  // before the engine thread starts
   try {
     bridge_->resumeRun(run_id);
   } catch (const std::exception& e) {
+    if (bridge_->currentRunId() == 0) holdBackgroundWork(false);
     statusBar()->showMessage(tr("Cannot resume run #%1: %2").arg(run_id).arg(e.what()));
     return false;
   }

@@ -73,6 +73,9 @@ class MainWindow : public QMainWindow {
   void addRecent(const QString& path);
   void updateRecentMenu();
   void showAbout();
+  // Holds the dataset preview and the estimate back while the engine runs (see
+  // DatasetCard::setPreviewHeld, EstimateCard::setHeld).
+  void holdBackgroundWork(bool held);
 
   WorkbenchSettings settings_;
   QString db_path_;

@@ -388,6 +388,7 @@ void addRunCommands(CLI::App& app) {
   {
     struct Opts {
       std::string config, device;
+      int64_t capacity = 0;
       bool json = false;
     };
     auto o = std::make_shared<Opts>();
@@ -395,6 +396,9 @@ void addRunCommands(CLI::App& app) {
         "estimate", "peak memory by tag and step time of a run config, before launching it");
     cmd->add_option("CONFIG", o->config, "run config (JSON)")->required();
     cmd->add_option("--device", o->device, "override hardware.device: cpu or cuda:N");
+    cmd->add_option("--capacity", o->capacity,
+                    "plan for a device of this many bytes instead of this one's memory")
+        ->check(CLI::PositiveNumber);
     cmd->add_flag("--json", o->json, "JSON output");
     cmd->callback([o] {
       lathe::run::Estimate e;
@@ -405,7 +409,9 @@ void addRunCommands(CLI::App& app) {
           j["hardware"]["device"] = o->device;
           config = lathe::run::RunConfig::parse(j, config.base_dir);
         }
-        e = lathe::run::estimateRun(config);
+        lathe::run::EstimateOptions options;
+        options.override_capacity_bytes = o->capacity;
+        e = lathe::run::estimateRun(config, options);
       } catch (const lathe::Error& err) {
         fail("estimate", err.what());
       }
@@ -426,8 +432,8 @@ void addRunCommands(CLI::App& app) {
         st << std::fixed << std::setprecision(2) << e.step_time_s * 1e3 << " ms";
         tt << std::fixed << std::setprecision(1) << e.total_time_s
            << " s (training only, evaluation not included)";
-        row("step time", st.str());
-        row("total time", tt.str());
+        row("step time", e.calibrated() ? st.str() : "not timed");
+        row("total time", e.calibrated() ? tt.str() : "not timed");
         row("capacity", e.capacity_bytes > 0
                             ? lathe::formatBytes(e.capacity_bytes) + " (" + e.capacity_source + ")"
                             : e.capacity_source);
@@ -436,7 +442,7 @@ void addRunCommands(CLI::App& app) {
           cal << (cal.tellp() > 0 ? ", " : "") << "batch " << p.batch << ": "
               << lathe::formatBytes(p.peak) << ", " << std::fixed << std::setprecision(2)
               << p.step_time_s * 1e3 << " ms";
-        row("calibrated on", cal.str());
+        row("calibrated on", e.calibrated() ? cal.str() : "nothing (" + e.note + ")");
         std::cout << (e.fits ? "fits" : "does not fit") << "\n";
       }
       if (!e.fits) throw CLI::RuntimeError(1);

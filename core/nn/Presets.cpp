@@ -68,6 +68,17 @@ ModelInfo analyzeModelSpec(const nlohmann::json& spec, const std::string& path) 
   return {};
 }
 
+ParameterFootprint parameterFootprint(const nlohmann::json& spec, DType dtype,
+                                      const std::string& path) {
+  const ModelInfo info = analyzeModelSpec(spec, path);
+  ParameterFootprint f;
+  f.params = info.params;
+  f.trainable_params = info.trainable_params;
+  f.dtype = dtype;
+  f.bytes = info.params * static_cast<int64_t>(dtypeSize(dtype));
+  return f;
+}
+
 std::shared_ptr<Model> buildModel(const nlohmann::json& spec, const ModuleOptions& opt,
                                   const std::string& path) {
   nlohmann::json s;

@@ -57,6 +57,18 @@ class Model : public Module {
 nlohmann::json normalizeModelSpec(const nlohmann::json& spec, const std::string& path = "model");
 // Parameter counts and FLOPs of a spec without building it (no tensor is allocated).
 ModelInfo analyzeModelSpec(const nlohmann::json& spec, const std::string& path = "model");
+// The parameters buildModel(spec, {dtype}) allocates, counted from the spec (no tensor is
+// allocated, so a model larger than memory can be sized): every parameter is in `dtype`, and
+// bytes = params * dtypeSize(dtype), without the allocator's alignment padding. What the
+// pre-launch estimate uses before it builds a model.
+struct ParameterFootprint {
+  int64_t params = 0;
+  int64_t trainable_params = 0;
+  DType dtype = DType::f32;
+  int64_t bytes = 0;
+};
+ParameterFootprint parameterFootprint(const nlohmann::json& spec, DType dtype = DType::f32,
+                                      const std::string& path = "model");
 // Builds the preset, seeded by the global random stream (lathe::manualSeed).
 std::shared_ptr<Model> buildModel(const nlohmann::json& spec, const ModuleOptions& opt = {},
                                   const std::string& path = "model");

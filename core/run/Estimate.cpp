@@ -18,8 +18,27 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+void checkCancel(const EstimateOptions& options) {
+  if (options.cancel != nullptr && options.cancel->load(std::memory_order_relaxed))
+    throw EstimateCancelled();
+}
+
+// Bytes of optimizer state per trainable f32 parameter that the optimizer method `m` allocates
+// at least (see residentLowerBound).
+int64_t stateBytesPerParameter(const nlohmann::json& m) {
+  const std::string name = m.at("name").get<std::string>();
+  auto number = [&](const char* key) { return m.contains(key) ? m.at(key).get<double>() : 0.0; };
+  if (name == "adamw" || name == "sophia") return 8;
+  if (name == "lion") return 4;
+  if (name == "sgd") return number("momentum") != 0.0 ? 4 : 0;
+  if (name == "adafactor") return number("beta1") > 0.0 ? 4 : 0;
+  if (name == "adamw8bit") return 2;
+  return 0;
+}
+
 CalibrationPoint calibrate(const RunConfig& config, const data::LoadedData& data, Device device,
                            int64_t batch, int64_t planned_steps, const EstimateOptions& options) {
+  checkCancel(options);
   BuiltRun run = buildRun(config, device);
   train::TrainOptions topt = trainOptionsFor(config, run);
   const int steps = std::max(0, options.warmup_steps) + std::max(1, options.timed_steps);
@@ -34,6 +53,7 @@ CalibrationPoint calibrate(const RunConfig& config, const data::LoadedData& data
   train::Trainer trainer(run.model, std::move(run.optimizer), schedule, data, topt);
   std::vector<double> times;
   for (int i = 0; i < steps; ++i) {
+    checkCancel(options);
     const train::StepMetrics m = trainer.step();
     if (i >= options.warmup_steps) times.push_back(m.step_time_s);
   }
@@ -68,29 +88,85 @@ int64_t deviceCapacity(const std::string& device, std::string* source) {
     if (source != nullptr) *source = "unknown (sysconf gave no physical memory size)";
     return 0;
   }
-  // TODO(issue 8): the Backend interface has no memory query; the CUDA allocator calls
-  // cudaMemGetInfo only in its out-of-memory message. A Backend::memoryCapacity(index) would
-  // let the estimate say "does not fit" on the GPU too.
-  if (source != nullptr) *source = "unknown (the " + d.str() + " backend reports no capacity)";
-  return 0;
+  if (!hasBackend(d.type) || d.index >= backendFor(d.type).deviceCount()) {
+    if (source != nullptr)
+      *source = "unknown (no " + d.str() + " on this machine or in this build)";
+    return 0;
+  }
+  Backend& be = backendFor(d.type);
+  const DeviceMemory mem = be.deviceMemory(d.index);
+  if (mem.total_bytes <= 0) {
+    if (source != nullptr) *source = "unknown (the " + d.str() + " backend reports no memory)";
+    return 0;
+  }
+  if (source != nullptr) *source = be.deviceName(d.index) + " memory (driver)";
+  return mem.total_bytes;
+}
+
+std::array<int64_t, kNumMemoryTags> residentLowerBound(const RunConfig& config) {
+  std::array<int64_t, kNumMemoryTags> tags{};
+  const ParameterFootprint f = parameterFootprint(config.model);  // buildModel's f32
+  tags[static_cast<size_t>(MemoryTag::parameters)] = f.bytes;
+  auto& registry = methods::MethodRegistry::instance();
+  for (const auto& m : config.methods) {
+    const std::string& category = registry.info(m.at("name").get<std::string>()).category;
+    if (category != "optimizer" && category != "precision" && category != "memory")
+      return tags;  // it may freeze or shard parameters: only the build's bytes are certain
+  }
+  const nlohmann::json& opt = config.optimizerMethod();
+  tags[static_cast<size_t>(MemoryTag::gradients)] =
+      f.trainable_params * static_cast<int64_t>(dtypeSize(f.dtype));
+  tags[static_cast<size_t>(MemoryTag::optimizer_state)] =
+      f.trainable_params * stateBytesPerParameter(opt);
+  return tags;
 }
 
 Estimate estimateRun(const RunConfig& config, const EstimateOptions& options) {
   LATHE_CHECK(options.max_calibration_batch >= 1,
               "estimate: max_calibration_batch must be >= 1, got ", options.max_calibration_batch);
+  LATHE_CHECK(options.override_capacity_bytes >= 0,
+              "estimate: override_capacity_bytes must be >= 0, got ",
+              options.override_capacity_bytes);
+  checkCancel(options);
   const Device device = Device::parse(config.device);
-  const data::LoadedData data = data::loadDataset(config.dataset, config.seed, config.base_dir);
   const train::TrainOptions topt = config.trainOptions();
-  if (topt.drop_last && data.train->size() < topt.batch_size)
-    throw Error("training.batch_size: " + std::to_string(topt.batch_size) +
-                " is larger than the training set (" + std::to_string(data.train->size()) +
-                " examples); nothing would be trained");
-
   Estimate e;
   e.name = config.name;
   e.device = device.str();
   e.batch_size = topt.batch_size;
   e.grad_accum = topt.grad_accum;
+  e.capacity_bytes = deviceCapacity(config.device, &e.capacity_source);
+  if (options.override_capacity_bytes > 0) {
+    e.capacity_source =
+        "override (the device: " +
+        (e.capacity_bytes > 0 ? formatBytes(e.capacity_bytes) + ", " + e.capacity_source
+                              : e.capacity_source) +
+        ")";
+    e.capacity_bytes = options.override_capacity_bytes;
+  }
+
+  // A model too large for the capacity is answered from its spec, before it is built.
+  const std::array<int64_t, kNumMemoryTags> bound = residentLowerBound(config);
+  int64_t bound_sum = 0;
+  for (int64_t b : bound) bound_sum += b;
+  if (e.capacity_bytes > 0 && bound_sum > e.capacity_bytes) {
+    e.tag_bytes = bound;
+    e.peak_bytes = bound_sum;
+    e.planned_steps = topt.max_steps > 0 ? topt.max_steps : 0;  // epochs need the data
+    e.fits = false;
+    e.note = "not built: its parameters, gradients and optimizer state alone need at least " +
+             formatBytes(bound_sum) + " (counted from the spec), more than the capacity of " +
+             formatBytes(e.capacity_bytes) +
+             "; the data were not loaded and no step was timed, so the peak is a lower bound";
+    return e;
+  }
+
+  const data::LoadedData data = data::loadDataset(config.dataset, config.seed, config.base_dir);
+  checkCancel(options);
+  if (topt.drop_last && data.train->size() < topt.batch_size)
+    throw Error("training.batch_size: " + std::to_string(topt.batch_size) +
+                " is larger than the training set (" + std::to_string(data.train->size()) +
+                " examples); nothing would be trained");
   e.planned_steps = train::plannedSteps(topt, data.train->size());
 
   const int64_t b2 = std::min(topt.batch_size, options.max_calibration_batch);
@@ -122,7 +198,6 @@ Estimate estimateRun(const RunConfig& config, const EstimateOptions& options) {
   e.step_time_s =
       static_cast<double>(topt.grad_accum) * extrapolate(x1, lo.step_time_s, x2, hi.step_time_s, x);
   e.total_time_s = e.step_time_s * static_cast<double>(e.planned_steps);
-  e.capacity_bytes = deviceCapacity(config.device, &e.capacity_source);
   e.fits = e.capacity_bytes <= 0 || e.peak_bytes <= e.capacity_bytes;
   return e;
 }
@@ -153,6 +228,7 @@ nlohmann::json Estimate::toJson() const {
           {"capacity_bytes", capacity_bytes},
           {"capacity_source", capacity_source},
           {"fits", fits},
+          {"note", note},
           {"calibration", cal}};
 }
 

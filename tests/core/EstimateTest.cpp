@@ -1,10 +1,15 @@
 // The pre-launch estimate against a real run: an MLP on npy data and a small GPT on text, each
 // estimated (calibrated at small batches, extrapolated to the config's batch) and then trained a
 // few steps through the Runner; the estimated peak must be within 15% of the measured one, and
-// the batch-independent tags must match exactly. A config that cannot run is an error.
+// the batch-independent tags must match exactly. A config that cannot run is an error. The
+// spec-counted parameter footprint matches every built preset; a model larger than the capacity
+// is answered "does not fit" from that count without being built; a capacity override and a
+// cancel flag act.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -12,6 +17,7 @@
 
 #include "core/base/Error.h"
 #include "core/data/Npy.h"
+#include "core/nn/Presets.h"
 #include "core/ops/Ops.h"
 #include "core/run/Estimate.h"
 #include "core/run/Runner.h"
@@ -140,6 +146,175 @@ TEST_F(EstimateTest, ABatchLargerThanTheTrainingSetIsAnError) {
               std::string::npos)
         << err.what();
   }
+}
+
+// The spec-counted footprint is what buildModel allocates, for every preset and its options.
+TEST(ParameterFootprintTest, MatchesTheBuiltModelOfEveryPreset) {
+  auto gpt = [](nlohmann::json extra) {
+    nlohmann::json s = {{"type", "gpt"}, {"vocab_size", 61}, {"block_size", 16},
+                        {"n_layer", 2},  {"n_head", 4},      {"d_model", 32}};
+    if (extra.is_object()) s.update(extra);  // {} is null
+    return s;
+  };
+  const std::vector<nlohmann::json> specs = {
+      {{"type", "mlp"}, {"input_dim", 20}, {"hidden", {16, 8}}, {"classes", 3}},
+      {{"type", "mlp"}, {"input_dim", 7}, {"classes", 2}, {"bias", false}},
+      {{"type", "lenet"}, {"in_channels", 1}, {"image_size", 28}, {"classes", 10}},
+      {{"type", "cnn"},
+       {"variant", "lenet"},
+       {"in_channels", 3},
+       {"image_size", 32},
+       {"classes", 5},
+       {"channels", {8, 16, 8}},
+       {"kernel", 5},
+       {"batch_norm", true},
+       {"hidden", {32, 16}}},
+      {{"type", "resnet"}, {"in_channels", 3}, {"image_size", 32}, {"classes", 10}},
+      {{"type", "resnet"},
+       {"in_channels", 1},
+       {"image_size", 16},
+       {"classes", 4},
+       {"widths", {8, 16}},
+       {"blocks", {1, 3}}},
+      gpt({}),
+      gpt({{"tie_embeddings", false}, {"bias", false}}),
+      gpt({{"positions", "rope"}, {"norm", "rmsnorm"}, {"gated_mlp", true}, {"n_kv_head", 2}}),
+      gpt({{"mlp_hidden", 40}, {"n_layer", 3}})};
+  for (const nlohmann::json& spec : specs) {
+    for (DType dtype : {DType::f32, DType::f64}) {
+      ModuleOptions opt;
+      opt.dtype = dtype;
+      const std::shared_ptr<Model> model = buildModel(spec, opt);
+      int64_t bytes = 0;
+      for (const auto& [name, p] : model->namedParameters())
+        bytes += p.numel() * static_cast<int64_t>(dtypeSize(p.dtype()));
+      const ParameterFootprint f = parameterFootprint(spec, dtype);
+      EXPECT_EQ(f.params, model->numParameters()) << spec.dump();
+      EXPECT_EQ(f.trainable_params, model->numParameters(true)) << spec.dump();
+      EXPECT_EQ(f.bytes, bytes) << spec.dump() << " " << dtypeName(dtype);
+      EXPECT_EQ(f.dtype, dtype);
+    }
+  }
+}
+
+nlohmann::json gptConfig(int64_t n_layer, int64_t d_model, const std::string& optimizer) {
+  return {
+      {"name", "gpt"},
+      {"model",
+       {{"type", "gpt"},
+        {"vocab_size", 256},
+        {"block_size", 32},
+        {"n_layer", n_layer},
+        {"n_head", 4},
+        {"d_model", d_model}}},
+      {"dataset",
+       {{"format", "text"}, {"path", "corpus.txt"}, {"tokenizer", "bytes"}, {"block_size", 32}}},
+      {"training", {{"max_steps", 3}, {"batch_size", 8}, {"eval_batches", 1}}},
+      {"methods", {{{"name", optimizer}}}}};
+}
+
+TEST_F(EstimateTest, AModelLargerThanTheCapacityIsAnsweredWithoutBuildingIt) {
+  writeText(2000);
+  // 96 layers of width 16384: about 310 G parameters, 1.2 TB in f32 before any gradient.
+  const RunConfig config = RunConfig::parse(gptConfig(96, 16384, "adamw"), dir_.string());
+  const ParameterFootprint f = parameterFootprint(config.model);
+  ASSERT_GT(f.params, 300'000'000'000);
+  const auto t0 = std::chrono::steady_clock::now();
+  const Estimate e = estimateRun(config);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_LT(seconds, 0.5);
+  ASSERT_GT(e.capacity_bytes, 0) << e.capacity_source;
+  EXPECT_FALSE(e.fits);
+  EXPECT_FALSE(e.calibrated());
+  const auto tag = [&](MemoryTag t) { return e.tag_bytes[static_cast<size_t>(t)]; };
+  EXPECT_EQ(tag(MemoryTag::parameters), 4 * f.params);
+  EXPECT_EQ(tag(MemoryTag::gradients), 4 * f.params);
+  EXPECT_EQ(tag(MemoryTag::optimizer_state), 8 * f.params);  // AdamW's two f32 moments
+  EXPECT_EQ(tag(MemoryTag::activations), 0);
+  EXPECT_EQ(e.peak_bytes, 16 * f.params);
+  EXPECT_EQ(e.planned_steps, 3);
+  EXPECT_EQ(e.step_time_s, 0);
+  EXPECT_NE(e.note.find("not built"), std::string::npos) << e.note;
+  EXPECT_NE(e.note.find("lower bound"), std::string::npos) << e.note;
+  const nlohmann::json j = e.toJson();
+  EXPECT_EQ(j.at("note"), e.note);
+  EXPECT_EQ(j.at("fits"), false);
+  EXPECT_TRUE(j.at("calibration").empty());
+}
+
+TEST_F(EstimateTest, TheLowerBoundCountsEachOptimizersStateAndStaysBelowTheRun) {
+  writeText(20000);
+  const int64_t params = parameterFootprint(gptConfig(1, 32, "adamw")["model"]).params;
+  const std::pair<const char*, int64_t> per_param[] = {
+      {"adamw", 8}, {"sophia", 8}, {"lion", 4}, {"sgd", 4}, {"adamw8bit", 2}, {"adafactor", 0}};
+  for (const auto& [name, bytes] : per_param) {
+    const RunConfig config = RunConfig::parse(gptConfig(1, 32, name), dir_.string());
+    const auto bound = residentLowerBound(config);
+    EXPECT_EQ(bound[static_cast<size_t>(MemoryTag::parameters)], 4 * params) << name;
+    EXPECT_EQ(bound[static_cast<size_t>(MemoryTag::gradients)], 4 * params) << name;
+    EXPECT_EQ(bound[static_cast<size_t>(MemoryTag::optimizer_state)], bytes * params) << name;
+  }
+  // SGD without momentum keeps no state.
+  nlohmann::json plain = gptConfig(1, 32, "sgd");
+  plain["methods"][0]["momentum"] = 0.0;
+  EXPECT_EQ(residentLowerBound(RunConfig::parse(
+                plain, dir_.string()))[static_cast<size_t>(MemoryTag::optimizer_state)],
+            0);
+  // A lower bound of what the built run holds, tag by tag.
+  EstimateOptions fast;
+  fast.warmup_steps = 0;
+  fast.timed_steps = 1;
+  for (const char* name : {"adamw", "lion", "adamw8bit"}) {
+    const RunConfig config = RunConfig::parse(gptConfig(1, 32, name), dir_.string());
+    const auto bound = residentLowerBound(config);
+    const Estimate e = estimateRun(config, fast);
+    ASSERT_TRUE(e.calibrated());
+    for (int t = 0; t < kNumMemoryTags; ++t)
+      EXPECT_LE(bound[static_cast<size_t>(t)], e.tag_bytes[static_cast<size_t>(t)])
+          << name << " " << memoryTagName(static_cast<MemoryTag>(t));
+  }
+}
+
+TEST_F(EstimateTest, ACapacityOverridePlansForASmallerMachine) {
+  writeText(20000);
+  const RunConfig config = RunConfig::parse(gptConfig(1, 32, "adamw"), dir_.string());
+  EstimateOptions o;
+  o.warmup_steps = 0;
+  o.timed_steps = 1;
+  o.override_capacity_bytes = int64_t{1} << 40;
+  Estimate e = estimateRun(config, o);
+  EXPECT_TRUE(e.fits);
+  EXPECT_EQ(e.capacity_bytes, int64_t{1} << 40);
+  EXPECT_EQ(e.capacity_source.rfind("override", 0), 0u) << e.capacity_source;
+  // Above the lower bound, below the measured peak: built, calibrated, and does not fit.
+  int64_t bound = 0;
+  for (int64_t b : residentLowerBound(config)) bound += b;
+  ASSERT_LT(bound + 1, e.peak_bytes);
+  o.override_capacity_bytes = bound + 1;
+  e = estimateRun(config, o);
+  EXPECT_TRUE(e.calibrated());
+  EXPECT_TRUE(e.note.empty()) << e.note;
+  EXPECT_FALSE(e.fits);
+  EXPECT_GT(e.peak_bytes, e.capacity_bytes);
+  EXPECT_GT(e.step_time_s, 0);
+  // At or below the lower bound: not built.
+  o.override_capacity_bytes = bound - 1;
+  e = estimateRun(config, o);
+  EXPECT_FALSE(e.calibrated());
+  EXPECT_FALSE(e.fits);
+  EXPECT_EQ(e.peak_bytes, bound);
+  o.override_capacity_bytes = -1;
+  EXPECT_THROW(estimateRun(config, o), Error);
+}
+
+TEST_F(EstimateTest, ACancelledEstimateThrows) {
+  writeText(20000);
+  const RunConfig config = RunConfig::parse(gptConfig(1, 32, "adamw"), dir_.string());
+  std::atomic<bool> cancel{true};
+  EstimateOptions o;
+  o.cancel = &cancel;
+  EXPECT_THROW(estimateRun(config, o), EstimateCancelled);
 }
 
 }  // namespace

@@ -26,6 +26,7 @@
 #include "core/io/ModelFile.h"
 #include "core/store/RunStore.h"
 #include "kernels/Backends.h"
+#include "tests/ui/UiTestUtil.h"
 #include "ui/EngineBridge.h"
 #include "ui/MainWindow.h"
 #include "ui/charts/BarChart.h"
@@ -38,33 +39,11 @@
 #include "ui/panels/setup/SetupPanel.h"
 
 using namespace lathe::ui;
+using lathe::ui::test::child;
+using lathe::ui::test::saveShot;
+using lathe::ui::test::writeBlobs;
 
 namespace {
-
-// Three Gaussian-ish blobs in 4 dimensions, deterministic.
-void writeBlobs(const QString& path, int rows) {
-  QFile f(path);
-  QVERIFY(f.open(QIODevice::WriteOnly | QIODevice::Text));
-  QTextStream out(&f);
-  out << "f0,f1,f2,f3,label\n";
-  uint32_t s = 12345;
-  auto noise = [&] {
-    s = s * 1664525u + 1013904223u;
-    return (static_cast<double>(s >> 8) / (1 << 24) - 0.5) * 1.2;
-  };
-  for (int i = 0; i < rows; ++i) {
-    const int c = i % 3;
-    for (int k = 0; k < 4; ++k) out << (c == k % 3 ? 1.5 : -0.5) + noise() << ",";
-    out << c << "\n";
-  }
-}
-
-template <typename T>
-T* child(QWidget* w, const QString& name) {
-  T* c = w->findChild<T*>(name);
-  if (c == nullptr) qWarning("no child %s", qPrintable(name));
-  return c;
-}
 
 // Nanoseconds this thread has spent runnable but waiting for a CPU (Linux schedstat; 0 where
 // unavailable). On a shared, overloaded machine a timer's lateness is partly that wait, which
@@ -100,13 +79,6 @@ bool isFinal(const QString& s) {
 QString why(const WorkbenchSettings& settings, qint64 id) {
   lathe::store::RunStore db(settings.db_path.toStdString());
   return QString::fromStdString(db.getRun(id).message);
-}
-
-void saveShot(QWidget& w, const QString& name) {
-  const QString dir = qEnvironmentVariable("LATHE_TEST_ARTIFACTS");
-  if (dir.isEmpty()) return;
-  QDir().mkpath(dir);
-  w.grab().save(dir + "/" + name + ".png");
 }
 
 }  // namespace

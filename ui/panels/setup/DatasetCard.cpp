@@ -265,10 +265,10 @@ void DatasetCard::schedulePreview() {
   preview_timer_.start();
 }
 
-void DatasetCard::setPreviewHeld(bool held) {
-  if (held == preview_held_) return;
-  preview_held_ = held;
-  if (!held && preview_waiting_) {
+void DatasetCard::setPreviewHeld(bool held, PreviewHold who) {
+  const int bit = static_cast<int>(who);
+  preview_holds_ = held ? (preview_holds_ | bit) : (preview_holds_ & ~bit);
+  if (preview_holds_ == 0 && preview_waiting_) {
     preview_waiting_ = false;
     schedulePreview();
   }
@@ -277,12 +277,14 @@ void DatasetCard::setPreviewHeld(bool held) {
 void DatasetCard::startPreview() {
   // A load still in flight was asked for an older spec: its result must not be shown.
   ++preview_generation_;
-  if (preview_held_) {
+  if (previewHeld()) {
     preview_waiting_ = true;
     sizes_->setStyleSheet({});
-    sizes_->setText(
-        tr("The preview waits for the running experiment to end (its memory "
-           "figures would count the preview's data)."));
+    sizes_->setText((preview_holds_ & static_cast<int>(PreviewHold::run)) != 0
+                        ? tr("The preview waits for the running experiment to end (its memory "
+                             "figures would count the preview's data).")
+                        : tr("The preview waits for the estimate in flight (its memory figures "
+                             "would count the preview's data)."));
     return;
   }
   if (preview_thread_ != nullptr) {  // one load at a time: try again when it is done

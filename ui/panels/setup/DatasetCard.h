@@ -43,11 +43,14 @@ class DatasetCard : public QGroupBox {
   static QString findFashionMnist();
   // Whether a preview load is scheduled or running.
   bool previewPending() const;
-  // While held, no preview load starts (one asked for waits until release): the CPU allocator's
-  // byte counters are process-wide, so a preview loaded during a run would show in that run's
-  // memory figures. The main window holds previews while the engine runs.
-  void setPreviewHeld(bool held);
-  bool previewHeld() const { return preview_held_; }
+  // Who holds the previews back (see setPreviewHeld).
+  enum class PreviewHold { run = 1, estimate = 2 };
+  // While held by anyone, no preview load starts (one asked for waits until every hold is
+  // released): the CPU allocator's byte counters are process-wide, so a preview loaded during a
+  // run or a pre-launch estimate would show in its memory figures. The main window holds
+  // previews while the engine runs, the Setup tab while an estimate runs.
+  void setPreviewHeld(bool held, PreviewHold who = PreviewHold::run);
+  bool previewHeld() const { return preview_holds_ != 0; }
 
   // The dataset and training objects of a run config.
   void setSpecs(const nlohmann::json& dataset, const nlohmann::json& training);
@@ -82,7 +85,8 @@ class DatasetCard : public QGroupBox {
   QTimer preview_timer_;
   QPointer<QThread> preview_thread_;
   int preview_generation_ = 0;
-  bool preview_held_ = false, preview_waiting_ = false;
+  int preview_holds_ = 0;  // PreviewHold bits
+  bool preview_waiting_ = false;
   nlohmann::json previewed_;  // the spec of the last preview started
   nlohmann::json base_dataset_ = nlohmann::json::object();
   nlohmann::json base_training_ = nlohmann::json::object();

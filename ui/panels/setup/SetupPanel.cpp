@@ -8,6 +8,7 @@
 #include <QHBoxLayout>
 #include <QLabel>
 #include <QLineEdit>
+#include <QMessageBox>
 #include <QPlainTextEdit>
 #include <QPushButton>
 #include <QScrollArea>
@@ -18,6 +19,7 @@
 #include "core/backend/Backend.h"
 #include "core/base/BuildInfo.h"
 #include "ui/panels/setup/DatasetCard.h"
+#include "ui/panels/setup/EstimateCard.h"
 #include "ui/panels/setup/MethodsCard.h"
 #include "ui/panels/setup/ModelCard.h"
 
@@ -100,9 +102,18 @@ SetupPanel::SetupPanel(QWidget* parent) : QWidget(parent) {
                    "cpu");
   QStringList info = {cpuLine()};
   if (hasBackend(DeviceType::cuda)) {
-    const int n = backendFor(DeviceType::cuda).deviceCount();
-    for (int i = 0; i < n; ++i)
-      device_->addItem(QString("GPU cuda:%1").arg(i), QString("cuda:%1").arg(i));
+    Backend& gpu = backendFor(DeviceType::cuda);
+    const int n = gpu.deviceCount();
+    for (int i = 0; i < n; ++i) {
+      const QString name = QString::fromStdString(gpu.deviceName(i));
+      const DeviceMemory mem = gpu.deviceMemory(i);
+      device_->addItem(QString("GPU cuda:%1 (%2)").arg(i).arg(name), QString("cuda:%1").arg(i));
+      info << tr("cuda:%1: %2, %3 GiB")
+                  .arg(i)
+                  .arg(name)
+                  .arg(static_cast<double>(mem.total_bytes) / (1024.0 * 1024.0 * 1024.0), 0, 'f',
+                       1);
+    }
     info << (n > 0 ? tr("%n GPU(s) visible to the CUDA backend", "", n)
                    : tr("CUDA backend built in, but no GPU is visible"));
   } else {
@@ -135,12 +146,15 @@ SetupPanel::SetupPanel(QWidget* parent) : QWidget(parent) {
   json_->setReadOnly(true);
   json_->setFont(QFontDatabase::systemFont(QFontDatabase::FixedFont));
   json_->setLineWrapMode(QPlainTextEdit::NoWrap);
+  json_->setMinimumHeight(120);
   right_layout->addWidget(json_, 1);
   error_ = new QLabel(right);
   error_->setObjectName("ConfigError");
   error_->setWordWrap(true);
   error_->setStyleSheet("color: #c0392b;");
   right_layout->addWidget(error_);
+  estimate_ = new EstimateCard(right);
+  right_layout->addWidget(estimate_);
   launch_ = new QPushButton(tr("Launch"), right);
   launch_->setObjectName("LaunchButton");
   launch_->setDefault(true);
@@ -156,9 +170,11 @@ SetupPanel::SetupPanel(QWidget* parent) : QWidget(parent) {
   connect(methods_, &MethodsCard::changed, this, &SetupPanel::scheduleRefresh);
   connect(name_, &QLineEdit::textChanged, this, &SetupPanel::scheduleRefresh);
   connect(device_, &QComboBox::currentIndexChanged, this, &SetupPanel::scheduleRefresh);
-  connect(launch_, &QPushButton::clicked, this, [this] {
-    refreshNow();
-    if (canLaunch()) Q_EMIT launchRequested();
+  connect(launch_, &QPushButton::clicked, this, &SetupPanel::requestLaunch);
+  // An estimate waits for a preview load, and holds the next one back while it runs.
+  estimate_->setStartBlocker([this] { return dataset_->previewPending(); });
+  connect(estimate_, &EstimateCard::runningChanged, this, [this](bool running) {
+    dataset_->setPreviewHeld(running, DatasetCard::PreviewHold::estimate);
   });
 
   setConfig(defaultConfig());
@@ -222,8 +238,34 @@ void SetupPanel::refreshNow() {
   // A conflict is the clearer message of the two when both apply.
   error_->setText(!conflict.isEmpty() ? QString() : error);
   launch_->setEnabled(config.has_value() && conflict.isEmpty());
+  estimate_->setConfig(launch_->isEnabled() ? config : std::nullopt,
+                       conflict.isEmpty() ? error : conflict);
   launch_->setToolTip(launch_->isEnabled() ? tr("Queue this run")
                                            : (conflict.isEmpty() ? error : conflict));
+}
+
+void SetupPanel::requestLaunch() {
+  refreshNow();
+  if (!canLaunch()) return;
+  if (!estimate_->doesNotFit()) {
+    Q_EMIT launchRequested();
+    return;
+  }
+  // The estimate is of this very config (another one would have cleared it): ask first.
+  auto* box = new QMessageBox(QMessageBox::Warning, tr("Launch a run that does not fit?"),
+                              tr("%1\n\nThe run will most likely fail when it runs out of "
+                                 "memory. Launch it anyway?")
+                                  .arg(estimate_->verdictText()),
+                              QMessageBox::Cancel, this);
+  box->setObjectName("DoesNotFitDialog");
+  QPushButton* anyway = box->addButton(tr("Launch anyway"), QMessageBox::AcceptRole);
+  anyway->setObjectName("LaunchAnyway");
+  box->setDefaultButton(QMessageBox::Cancel);
+  box->setAttribute(Qt::WA_DeleteOnClose);
+  connect(box, &QMessageBox::finished, this, [this, box, anyway] {
+    if (box->clickedButton() == anyway && canLaunch()) Q_EMIT launchRequested();
+  });
+  box->open();
 }
 
 }  // namespace lathe::ui

@@ -1,7 +1,10 @@
 // Setup tab: composes the model card, the data and training card, the method panels and the
 // hardware card (the devices of the registered backends) into one RunConfig draft, shows its
 // canonical JSON (RunConfig::parse) or the first error, and enables Launch only for a config that
-// parses with no method conflict.
+// parses with no method conflict. The estimate card sizes the valid config before launch; when
+// its estimate of the config on screen says "does not fit", Launch asks first
+// (DoesNotFitDialog). An estimate and a dataset preview never run side by side (both count in
+// the process-wide allocator's figures).
 #pragma once
 
 #include <QTimer>
@@ -20,6 +23,7 @@ class QPushButton;
 namespace lathe::ui {
 
 class DatasetCard;
+class EstimateCard;
 class MethodsCard;
 class ModelCard;
 
@@ -39,10 +43,12 @@ class SetupPanel : public QWidget {
   bool canLaunch() const;
   ModelCard* modelCard() const { return model_; }
   DatasetCard* datasetCard() const { return dataset_; }
+  EstimateCard* estimateCard() const { return estimate_; }
   // The config of resources/examples/fashion_cnn.json (the first-start experiment).
   static nlohmann::json defaultConfig();
 
  Q_SIGNALS:
+  // Launch was pressed for a valid config (and confirmed when its estimate does not fit).
   void launchRequested();
 
  public Q_SLOTS:
@@ -50,12 +56,14 @@ class SetupPanel : public QWidget {
 
  private:
   void scheduleRefresh();
+  void requestLaunch();
 
   QLineEdit* name_ = nullptr;
   QComboBox* device_ = nullptr;
   ModelCard* model_ = nullptr;
   DatasetCard* dataset_ = nullptr;
   MethodsCard* methods_ = nullptr;
+  EstimateCard* estimate_ = nullptr;
   QPlainTextEdit* json_ = nullptr;
   QLabel* error_ = nullptr;
   QLabel* hw_info_ = nullptr;
