@@ -1,7 +1,8 @@
 // lathe-bench checkpoint: activation checkpointing on a 12-layer GPT (d_model 256, T 256,
 // batch 8, vocab 256; CPU-sized) for none / selective / full: peak activation bytes of a
 // training step (MemoryTag::activations, above what was live before it) and median step time
-// (forward + backward + an SGD update), with ratios against none.
+// (forward + backward + an SGD update), with ratios against none. --device cuda:0 runs the same
+// model on the GPU.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -23,12 +24,20 @@ int runCheckpoint(const Options& opts) {
   manualSeed(1);
   const nlohmann::json spec = {{"type", "gpt"}, {"vocab_size", V}, {"block_size", T},
                                {"n_layer", L},  {"n_head", 4},     {"d_model", C}};
+  const Device device = Device::parse(opts.device);
+  if (device.type != DeviceType::cpu && !hasBackend(device.type)) {
+    std::printf("checkpoint: no %s in this build or on this machine; skipped\n",
+                device.str().c_str());
+    return 0;
+  }
   auto model = std::dynamic_pointer_cast<GptModel>(buildModel(spec));
-  const Tensor ids = randint(0, V, {B, T}), targets = randint(0, V, {B, T});
+  model->to(device);
+  const Tensor ids = randint(0, V, {B, T}).to(device), targets = randint(0, V, {B, T}).to(device);
   const size_t tag = static_cast<size_t>(MemoryTag::activations);
-  std::printf("checkpoint: GPT L=%lld d_model=%lld T=%lld batch=%lld vocab=%lld, %d timed steps\n",
-              static_cast<long long>(L), static_cast<long long>(C), static_cast<long long>(T),
-              static_cast<long long>(B), static_cast<long long>(V), steps);
+  std::printf(
+      "checkpoint on %s: GPT L=%lld d_model=%lld T=%lld batch=%lld vocab=%lld, %d timed steps\n",
+      device.str().c_str(), static_cast<long long>(L), static_cast<long long>(C),
+      static_cast<long long>(T), static_cast<long long>(B), static_cast<long long>(V), steps);
   std::printf("%-10s %14s %10s %12s %10s\n", "mode", "act peak", "vs none", "step ms", "vs none");
   double base_mem = 0, base_ms = 0;
   for (CheckpointMode mode :
@@ -38,7 +47,7 @@ int runCheckpoint(const Options& opts) {
     int64_t peak = 0;
     for (int s = 0; s <= steps; ++s) {  // step 0 warms up
       model->zeroGrad(true);
-      Allocator& a = cpuAllocator();
+      Allocator& a = allocatorFor(device);
       const int64_t before = a.stats().tag_current[tag];
       a.resetPeaks();
       const auto t0 = std::chrono::steady_clock::now();
@@ -50,6 +59,7 @@ int runCheckpoint(const Options& opts) {
         NoGradGuard g;
         for (Tensor& p : model->parameters()) p.copy_(sub(p, mul(p.grad(), 1e-3)));
       }
+      backendFor(device.type).synchronize(device.index);
       const auto t1 = std::chrono::steady_clock::now();
       peak = std::max(peak, a.stats().tag_peak[tag] - before);
       if (s > 0) ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());

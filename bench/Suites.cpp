@@ -8,6 +8,7 @@ int runStore(const Options& opts);  // bench/StoreBench.cpp
 int runTrain(const Options& opts);  // bench/TrainBench.cpp
 
 int runCheckpoint(const Options& opts);  // bench/CheckpointBench.cpp
+int runMethods(const Options& opts);     // bench/MethodsBench.cpp
 
 const std::vector<Suite>& suites() {
   static const std::vector<Suite> all = {
@@ -18,6 +19,10 @@ const std::vector<Suite>& suites() {
       {"train", "fashion MLP and CNN training samples/s (and accuracy) vs PyTorch CPU", runTrain},
       {"checkpoint", "activation checkpointing none/selective/full: 12-layer GPT memory, time",
        runCheckpoint},
+      {"methods",
+       "every efficiency method vs f32 AdamW on the GPT and CNN examples: step time, peak memory, "
+       "loss, test metric (--model, --device)",
+       runMethods},
   };
   return all;
 }

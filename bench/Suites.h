@@ -12,6 +12,8 @@ struct Options {
   int repeats = 20;
   bool no_peer = false;
   std::string filter;
+  std::string device = "cpu";  // for the suites that take a device (methods, checkpoint)
+  std::string model;           // methods: "gpt", "cnn", "mlp" or "all"; "" = gpt and cnn
 };
 
 struct Suite {

@@ -7,7 +7,19 @@
 #include <iostream>
 #include <sstream>
 
+#include "core/base/Error.h"
+
 namespace lathe::bench {
+
+int64_t envInt(const char* name, int64_t fallback) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return fallback;
+  char* end = nullptr;
+  const long long n = std::strtoll(v, &end, 10);
+  LATHE_CHECK(end != v && *end == '\0' && n >= 0, name, "=\"", v,
+              "\": expected a non-negative integer");
+  return n;
+}
 
 double medianMs(const std::function<void()>& fn, int repeats, int warmup) {
   for (int i = 0; i < warmup; ++i) fn();
@@ -52,10 +64,16 @@ std::map<std::string, double> runPeer(const std::string& script,
   return out;
 }
 
+// Display width of UTF-8 text ("Δ" is two bytes, one column): bytes that start a character.
+static size_t columns(const std::string& s) {
+  return static_cast<size_t>(
+      std::count_if(s.begin(), s.end(), [](char c) { return (c & 0xC0) != 0x80; }));
+}
+
 void Table::print() const {
   std::vector<size_t> w(header_.size(), 0);
   auto widen = [&](const std::vector<std::string>& r) {
-    for (size_t i = 0; i < r.size() && i < w.size(); ++i) w[i] = std::max(w[i], r[i].size());
+    for (size_t i = 0; i < r.size() && i < w.size(); ++i) w[i] = std::max(w[i], columns(r[i]));
   };
   widen(header_);
   for (const auto& r : rows_) widen(r);
@@ -63,7 +81,7 @@ void Table::print() const {
     std::cout << "|";
     for (size_t i = 0; i < w.size(); ++i) {
       const std::string c = i < r.size() ? r[i] : "";
-      std::cout << " " << c << std::string(w[i] - c.size(), ' ') << " |";
+      std::cout << " " << c << std::string(w[i] - columns(c), ' ') << " |";
     }
     std::cout << "\n";
   };

@@ -2,12 +2,17 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <string>
 #include <vector>
 
 namespace lathe::bench {
+
+// The non-negative integer in environment variable `name`, or `fallback` when it is unset or
+// empty; throws lathe::Error naming the variable for anything else.
+int64_t envInt(const char* name, int64_t fallback);
 
 // Median wall time in milliseconds of `repeats` calls after `warmup` calls.
 double medianMs(const std::function<void()>& fn, int repeats, int warmup = 3);

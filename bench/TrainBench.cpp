@@ -49,16 +49,6 @@ struct SideResult {
   double val_loss = -1;
 };
 
-int64_t envInt(const char* name, int64_t fallback) {
-  const char* v = std::getenv(name);
-  if (v == nullptr || *v == '\0') return fallback;
-  char* end = nullptr;
-  const long long n = std::strtoll(v, &end, 10);
-  LATHE_CHECK(end != v && *end == '\0' && n >= 0, name, "=\"", v,
-              "\": expected a non-negative integer");
-  return n;
-}
-
 // Trains `cfg` the way run::Runner does (same seed, model, optimizer method, schedule over the
 // planned steps, options). steps > 0: times that many steps of the schedule; 0: the whole run,
 // then the test accuracy (or, for a language model, the loss over the whole validation split).

@@ -16,6 +16,11 @@ int main(int argc, char** argv) {
   app.add_option("--repeats", opts.repeats, "timed repetitions per case (median reported)");
   app.add_flag("--no-peer", opts.no_peer, "skip the PyTorch peer");
   app.add_option("--filter", opts.filter, "only cases whose name contains this");
+  app.add_option("--device", opts.device,
+                 "cpu or cuda:N for the suites that take a device (methods, checkpoint); they "
+                 "skip when there is no GPU");
+  app.add_option("--model", opts.model, "methods: the base example (default: gpt and cnn)")
+      ->check(CLI::IsMember({"gpt", "cnn", "mlp", "all"}));
   bool list_gpu = false;
   app.add_flag("--list-gpu", list_gpu, "print the names of the GPU suites and exit");
   std::vector<std::string> suites;
