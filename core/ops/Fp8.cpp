@@ -75,6 +75,39 @@ Fp8State::Meta& Fp8State::metaFor(const Tensor& weight) {
   return m;
 }
 
+std::pair<Tensor, Tensor> Fp8State::save(const Tensor& weight) const {
+  const Meta& m = metas_.at(weight.rawData());
+  std::vector<int64_t> pos;
+  for (int r = 0; r < 3; ++r) pos.push_back(m.position[r]);
+  for (int r = 0; r < 3; ++r) pos.push_back(m.seen[r] ? 1 : 0);
+  return {m.history.to(Device::cpu()), Tensor::fromVector(pos, {6})};
+}
+
+void Fp8State::checkState(const Tensor& history, const Tensor& positions,
+                          const std::string& what) const {
+  LATHE_CHECK(history.shape() == Shape({3, recipe_.history}) && history.dtype() == DType::f32 &&
+                  positions.shape() == Shape({6}) && positions.dtype() == DType::i64,
+              what, ": fp8 scaling state of shape ", shapeStr(history.shape()),
+              " does not match this run's amax history of ", recipe_.history, " (expected f32 [3, ",
+              recipe_.history, "] and i64 [6])");
+  const std::vector<int64_t> pos = positions.toInts();
+  for (int r = 0; r < 3; ++r)
+    LATHE_CHECK(pos[static_cast<size_t>(r)] >= 0 && pos[static_cast<size_t>(r)] < recipe_.history,
+                what, ": fp8 history position ", pos[static_cast<size_t>(r)], " is out of range");
+}
+
+void Fp8State::restore(const Tensor& weight, const Tensor& history, const Tensor& positions,
+                       const std::string& what) {
+  checkState(history, positions, what);
+  const std::vector<int64_t> pos = positions.toInts();
+  Meta& m = metaFor(weight);
+  m.history.copy_(history);
+  for (int r = 0; r < 3; ++r) {
+    m.position[r] = pos[static_cast<size_t>(r)];
+    m.seen[r] = pos[static_cast<size_t>(r) + 3] != 0;
+  }
+}
+
 Fp8AutocastGuard::Fp8AutocastGuard(Fp8State& state) : previous_(t_state) {
   t_state = &state;
 }

@@ -20,6 +20,8 @@
 
 #include <cstdint>
 #include <map>
+#include <string>
+#include <utility>
 
 #include "core/ops/Autocast.h"
 #include "core/tensor/Tensor.h"
@@ -47,6 +49,15 @@ class Fp8State {
     bool seen[3] = {false, false, false};
   };
   Meta& metaFor(const Tensor& weight);
+  // The layer of `weight` has scaling state (it ran in fp8 at least once).
+  bool has(const Tensor& weight) const { return metas_.count(weight.rawData()) > 0; }
+  // Checkpoints: the layer's state as two tensors, its history (f32 [3, H]) and its ring
+  // positions and first-use flags (i64 [6]); and back. restore() checks the shapes and throws
+  // lathe::Error naming `what` on a mismatch (another history length).
+  std::pair<Tensor, Tensor> save(const Tensor& weight) const;
+  void checkState(const Tensor& history, const Tensor& positions, const std::string& what) const;
+  void restore(const Tensor& weight, const Tensor& history, const Tensor& positions,
+               const std::string& what);
   void countFp8() { ++fp8_calls_; }
   void countFallback() { ++fallbacks_; }
 

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "core/autograd/Autograd.h"
@@ -325,6 +326,13 @@ void Trainer::saveCheckpoint(const std::string& path) const {
   NamedTensors tensors;
   for (const auto& [name, t] : model_->stateDict()) tensors.emplace_back("model." + name, t);
   for (const auto& [name, t] : optimizer_->stateDict()) tensors.emplace_back("optim." + name, t);
+  if (fp8_)  // fp8 scaling histories, so a resumed run quantizes with the same scales
+    for (const auto& [name, p] : model_->namedParameters())
+      if (fp8_->has(p)) {
+        auto [history, positions] = fp8_->save(p);
+        tensors.emplace_back("fp8." + name + ".amax_history", history);
+        tensors.emplace_back("fp8." + name + ".positions", positions);
+      }
   const RandomState rs = rngState();
   const data::LoaderPosition pos = loader_->position();
   nlohmann::json meta = {{"step", step_},
@@ -377,6 +385,7 @@ void Trainer::loadCheckpoint(const std::string& path) {
   LATHE_CHECK(opt_name == optimizer_->name(), path, ": checkpoint was written with optimizer '",
               opt_name, "', this run uses '", optimizer_->name(), "'");
   NamedTensors model_state, optim_state;
+  std::map<std::string, Tensor> fp8_state;
   {
     MemoryTagScope tag(MemoryTag::workspace);
     for (auto& [name, t] : r.readAll()) {
@@ -384,9 +393,28 @@ void Trainer::loadCheckpoint(const std::string& path) {
         model_state.emplace_back(name.substr(6), t);
       else if (name.rfind("optim.", 0) == 0)
         optim_state.emplace_back(name.substr(6), t);
+      else if (name.rfind("fp8.", 0) == 0)
+        fp8_state.emplace(name.substr(4), t);
       else
         throw Error(path + ": unexpected tensor '" + name + "' in a checkpoint");
     }
+  }
+  LATHE_CHECK(fp8_state.empty() || fp8_ != nullptr, path,
+              ": checkpoint holds fp8 scaling state, but this run does not train in fp8 (the "
+              "precision method's dtype must be fp8 to resume it)");
+  std::vector<std::pair<Tensor, std::string>> fp8_layers;  // (weight, parameter name)
+  if (fp8_) {
+    for (const auto& [name, p] : model_->namedParameters()) {
+      const auto h = fp8_state.find(name + ".amax_history");
+      const auto q = fp8_state.find(name + ".positions");
+      if (h == fp8_state.end() && q == fp8_state.end()) continue;
+      LATHE_CHECK(h != fp8_state.end() && q != fp8_state.end(), path, ": fp8 state of '", name,
+                  "' is incomplete (needs amax_history and positions)");
+      fp8_->checkState(h->second, q->second, path + ": " + name);
+      fp8_layers.emplace_back(p, name);
+    }
+    LATHE_CHECK(fp8_layers.size() * 2 == fp8_state.size(), path,
+                ": checkpoint holds fp8 state for parameters this model does not have");
   }
   // Validate both before changing either, so a mismatched file leaves the trainer as it was.
   std::vector<std::pair<std::string, Shape>> keys;
@@ -395,6 +423,9 @@ void Trainer::loadCheckpoint(const std::string& path) {
   optimizer_->checkStateDict(optim_state);
   model_->loadStateDict(model_state, true);
   optimizer_->loadStateDict(optim_state);
+  for (const auto& [p, name] : fp8_layers)
+    fp8_->restore(p, fp8_state.at(name + ".amax_history"), fp8_state.at(name + ".positions"),
+                  path + ": " + name);
   step_ = info.step;
   samples_seen_ = info.samples_seen;
   elapsed_s_ = info.elapsed_s;

@@ -212,6 +212,58 @@ TEST(MixedPrecisionTrainer, ScalerStateResumesBitExactly) {
   fs::remove(ckpt);
 }
 
+// fp8 runs (emulated on the CPU) checkpoint their amax histories: a resumed run quantizes with
+// the same delayed scales and ends bit-identical to an uninterrupted one. The MLP's 32x32 layer
+// runs in fp8 (8 inputs and 3 classes are not multiples of 16: those layers stay bf16).
+TEST(MixedPrecisionTrainer, Fp8ScalingStateResumesBitExactly) {
+  const std::string ckpt = (fs::path(testing::TempDir()) / "lathe_fp8_ckpt.safetensors").string();
+  train::TrainOptions o = options(8);
+  o.compute_dtype = DType::f8e4m3;
+  o.fp8_history = 4;
+  auto make = [&] {
+    TrainRun r;
+    manualSeed(5);
+    r.model = buildModel(
+        nlohmann::json{{"type", "mlp"}, {"input_dim", 8}, {"hidden", {32, 32}}, {"classes", 3}});
+    optim::AdamWOptions a;
+    a.lr = 1e-2;
+    auto opt = optim::makeAdamW(*r.model, a);
+    r.trainer = std::make_unique<train::Trainer>(r.model, std::move(opt),
+                                                 optim::LrSchedule(a.lr, {}), blobs(192), o);
+    return r;
+  };
+  TrainRun full = make();
+  full.trainer->run();
+  ASSERT_NE(full.trainer->fp8State(), nullptr);
+  EXPECT_EQ(full.trainer->fp8State()->layers(), 1);
+  EXPECT_GT(full.trainer->fp8State()->fp8Linears(), 0);
+  EXPECT_GT(full.trainer->fp8State()->bf16Fallbacks(), 0);
+  TrainRun first = make();
+  for (int s = 0; s < 5; ++s) first.trainer->step();  // past one turn of the 4-use history
+  first.trainer->saveCheckpoint(ckpt);
+  TrainRun second = make();
+  second.trainer->loadCheckpoint(ckpt);
+  while (!second.trainer->finished()) second.trainer->step();
+  const NamedTensors a = full.model->stateDict(), b = second.model->stateDict();
+  for (size_t i = 0; i < a.size(); ++i)
+    EXPECT_EQ(maxAbsDiff(a[i].second, b[i].second), 0.0) << a[i].first;
+  // The state belongs to fp8 runs: a bf16 run refuses it, naming the cause.
+  train::TrainOptions bf = o;
+  bf.compute_dtype = DType::bf16;
+  manualSeed(5);
+  auto model = buildModel(
+      nlohmann::json{{"type", "mlp"}, {"input_dim", 8}, {"hidden", {32, 32}}, {"classes", 3}});
+  train::Trainer other(model, optim::makeAdamW(*model, {}), optim::LrSchedule(1e-3, {}), blobs(192),
+                       bf);
+  try {
+    other.loadCheckpoint(ckpt);
+    ADD_FAILURE() << "a bf16 run loaded an fp8 checkpoint";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("fp8"), std::string::npos) << e.what();
+  }
+  fs::remove(ckpt);
+}
+
 TEST(PrecisionMethod, SetsTheTrainerOptions) {
   auto& reg = methods::MethodRegistry::instance();
   ASSERT_TRUE(reg.contains("precision"));
