@@ -81,6 +81,42 @@ TEST(CpuFastPaths, BinaryOpsMatchReferenceWithScalarBroadcast) {
   }
 }
 
+// f32 tanh, GELU (tanh form) and its backward take a branch-free polynomial tanh instead of
+// libm's scalar tanhf: not bit-identical, but within a few f32 ulp of the reference, with the
+// special values (infinities to +-1, NaN to NaN) the same.
+TEST(CpuFastPaths, PolynomialTanhAndGeluAreWithinF32RoundingOfTheReference) {
+  manualSeed(14);
+  Tensor x = special(DType::f32);
+  // Dense coverage of the branch point (0.625) and the saturation region too.
+  const Tensor dense = test::uniform({kOdd}, -12, 12, DType::f32);
+  for (const Tensor& in : {x, dense}) {
+    for (UnaryOp op : {UnaryOp::tanh, UnaryOp::gelu_tanh}) {
+      Tensor fast = Tensor::empty(in.shape()), ref = Tensor::empty(in.shape());
+      cpu::fastBackend().unary(op, in, fast, 0, 0);
+      cpu::referenceBackend().unary(op, in, ref, 0, 0);
+      test::expectClose(fast, ref, 2e-6, 2e-6, "unary op " + std::to_string(int(op)));
+    }
+    const Tensor g = test::uniform({kOdd}, -2, 2, DType::f32);
+    Tensor fast = Tensor::empty(in.shape()), ref = Tensor::empty(in.shape());
+    cpu::fastBackend().binary(BinaryOp::gelu_tanh_bw, g, in, fast);
+    cpu::referenceBackend().binary(BinaryOp::gelu_tanh_bw, g, in, ref);
+    test::expectClose(fast, ref, 4e-6, 4e-6, "gelu_tanh_bw");
+  }
+  const Tensor edges = Tensor::fromVector(
+      std::vector<double>{INFINITY, -INFINITY, NAN, 0.625, -0.625, 9.0, 20.0, -1e-30}, {8},
+      DType::f32);
+  Tensor t = Tensor::empty({8});
+  cpu::fastBackend().unary(UnaryOp::tanh, edges, t, 0, 0);
+  const std::vector<double> v = t.toDoubles();
+  EXPECT_EQ(v[0], 1.0);
+  EXPECT_EQ(v[1], -1.0);
+  EXPECT_TRUE(std::isnan(v[2]));
+  EXPECT_NEAR(v[3], std::tanh(0.625), 2e-7);
+  EXPECT_NEAR(v[4], -std::tanh(0.625), 2e-7);
+  EXPECT_EQ(v[6], 1.0);
+  EXPECT_FLOAT_EQ(static_cast<float>(v[7]), -1e-30f);
+}
+
 TEST(CpuFastPaths, InPlaceAddAccumulates) {
   Tensor acc = Tensor::full({kOdd}, 1.5);
   const Tensor g = Tensor::full({kOdd}, 0.25);
