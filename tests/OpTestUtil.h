@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <string>
@@ -34,6 +35,18 @@ inline Tensor nonContiguous(const Tensor& t) {
   }
   Tensor tt = t.transpose(-1, -2).contiguous();  // memory order of the transpose
   return tt.transpose(-1, -2).detach();          // same logical values, strided
+}
+
+// |a - b| / |b| in the Frobenius norm, in f64: for results whose error scales with the whole
+// tensor (low-precision GEMMs) rather than with each element.
+inline double relError(const Tensor& a, const Tensor& b) {
+  const std::vector<double> x = a.toDoubles(), y = b.toDoubles();
+  double num = 0, den = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    num += (x[i] - y[i]) * (x[i] - y[i]);
+    den += y[i] * y[i];
+  }
+  return std::sqrt(num / std::max(den, 1e-300));
 }
 
 inline void expectClose(const Tensor& actual, const Tensor& expected, double atol, double rtol,

@@ -138,6 +138,15 @@ int drive(lathe::run::Runner& runner, bool json, const std::string& db_path) {
   return rec.status == lathe::store::Status::done ? 0 : 1;
 }
 
+// The run config at `path`, its hardware.device replaced by `device` when one is given.
+lathe::run::RunConfig loadConfig(const std::string& path, const std::string& device) {
+  lathe::run::RunConfig config = lathe::run::RunConfig::load(path);
+  if (device.empty()) return config;
+  nlohmann::json j = config.toJson();
+  j["hardware"]["device"] = device;
+  return lathe::run::RunConfig::parse(j, config.base_dir);
+}
+
 std::string dbPathOf(const std::string& given) {
   return given.empty() ? lathe::store::RunStore::defaultPath() : given;
 }
@@ -172,12 +181,7 @@ void addRunCommands(CLI::App& app) {
       std::unique_ptr<lathe::run::Runner> runner;
       const std::string db = dbPathOf(o->db);
       try {
-        lathe::run::RunConfig config = lathe::run::RunConfig::load(o->config);
-        if (!o->device.empty()) {
-          nlohmann::json j = config.toJson();
-          j["hardware"]["device"] = o->device;
-          config = lathe::run::RunConfig::parse(j, config.base_dir);
-        }
+        lathe::run::RunConfig config = loadConfig(o->config, o->device);
         lathe::run::RunnerOptions ro;
         ro.db_path = db;
         ro.experiment = o->experiment;
@@ -403,12 +407,7 @@ void addRunCommands(CLI::App& app) {
     cmd->callback([o] {
       lathe::run::Estimate e;
       try {
-        lathe::run::RunConfig config = lathe::run::RunConfig::load(o->config);
-        if (!o->device.empty()) {
-          nlohmann::json j = config.toJson();
-          j["hardware"]["device"] = o->device;
-          config = lathe::run::RunConfig::parse(j, config.base_dir);
-        }
+        lathe::run::RunConfig config = loadConfig(o->config, o->device);
         lathe::run::EstimateOptions options;
         options.override_capacity_bytes = o->capacity;
         e = lathe::run::estimateRun(config, options);

@@ -26,6 +26,14 @@
 // Checks the last kernel launch.
 #define LATHE_CUDA_LAUNCH_CHECK() LATHE_CUDA_CHECK(cudaGetLastError())
 
+// Checks a cuBLAS / cuBLASLt call (in files that include cublasLt.h).
+#define LATHE_CUBLAS_CHECK(expr)                                                            \
+  do {                                                                                      \
+    cublasStatus_t lathe_st_ = (expr);                                                      \
+    if (lathe_st_ != CUBLAS_STATUS_SUCCESS)                                                 \
+      ::lathe::fail("cuBLASLt error in ", #expr, ": status ", static_cast<int>(lathe_st_)); \
+  } while (false)
+
 namespace lathe::cuda {
 
 // The stream all Lathe work on a device is ordered on (created once per device).

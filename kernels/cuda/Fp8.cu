@@ -16,13 +16,6 @@
 namespace lathe::cuda {
 namespace {
 
-#define LATHE_CUBLAS_CHECK(expr)                                                            \
-  do {                                                                                      \
-    cublasStatus_t lathe_st_ = (expr);                                                      \
-    if (lathe_st_ != CUBLAS_STATUS_SUCCESS)                                                 \
-      ::lathe::fail("cuBLASLt error in ", #expr, ": status ", static_cast<int>(lathe_st_)); \
-  } while (false)
-
 __global__ void fp8ScaleKernel(const float* history, int64_t h, float fp8_max_over_margin,
                                float* scale, float* scale_inv) {
   float amax = 0.0f;

@@ -15,13 +15,6 @@
 namespace lathe::cuda {
 namespace {
 
-#define LATHE_CUBLAS_CHECK(expr)                                                            \
-  do {                                                                                      \
-    cublasStatus_t lathe_st_ = (expr);                                                      \
-    if (lathe_st_ != CUBLAS_STATUS_SUCCESS)                                                 \
-      ::lathe::fail("cuBLASLt error in ", #expr, ": status ", static_cast<int>(lathe_st_)); \
-  } while (false)
-
 constexpr size_t kWorkspace = 32u << 20;
 
 struct DeviceState {

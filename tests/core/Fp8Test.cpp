@@ -19,16 +19,7 @@ Backend& cpu() {
   return backendFor(DeviceType::cpu);
 }
 
-// Relative Frobenius error |a - b| / |b|, in f64.
-double relError(const Tensor& a, const Tensor& b) {
-  const std::vector<double> x = a.toDoubles(), y = b.toDoubles();
-  double num = 0, den = 0;
-  for (size_t i = 0; i < x.size(); ++i) {
-    num += (x[i] - y[i]) * (x[i] - y[i]);
-    den += y[i] * y[i];
-  }
-  return std::sqrt(num / std::max(den, 1e-300));
-}
+using test::relError;
 
 TEST(Fp8Kernels, ScaleComesFromTheLargestFiniteAmaxOfTheHistory) {
   Tensor h = Tensor::fromVector(std::vector<double>{0.5, 2.0, INFINITY, NAN, 1.0}, {5});

@@ -9,6 +9,24 @@
 #include "kernels/cpu/reference/Strided.h"
 
 namespace lathe::cpu {
+namespace {
+
+// AdamWStep's scalars in the compute type: decay = 1 - lr * wd, the bias corrections (computed
+// in double), step_size = lr / bc1.
+template <typename A>
+struct AdamWScalars {
+  explicit AdamWScalars(const AdamWStep& s)
+      : b1(static_cast<A>(s.beta1)),
+        b2(static_cast<A>(s.beta2)),
+        eps(static_cast<A>(s.eps)),
+        decay(static_cast<A>(1.0 - s.lr * s.weight_decay)),
+        bc2_sqrt(static_cast<A>(std::sqrt(1.0 - std::pow(s.beta2, static_cast<double>(s.step))))),
+        step_size(static_cast<A>(s.lr) /
+                  static_cast<A>(1.0 - std::pow(s.beta1, static_cast<double>(s.step)))) {}
+  A b1, b2, eps, decay, bc2_sqrt, step_size;
+};
+
+}  // namespace
 
 void ReferenceBackend::adamwStep(const Tensor& param, const Tensor& grad, const Tensor& m,
                                  const Tensor& v, const AdamWStep& s) {
@@ -20,12 +38,9 @@ void ReferenceBackend::adamwStep(const Tensor& param, const Tensor& grad, const 
     const T* g = static_cast<const T*>(grad.rawData());
     A* pm = static_cast<A*>(m.rawData());
     A* pv = static_cast<A*>(v.rawData());
-    const A lr = static_cast<A>(s.lr), b1 = static_cast<A>(s.beta1), b2 = static_cast<A>(s.beta2);
-    const A eps = static_cast<A>(s.eps), decay = static_cast<A>(1.0 - s.lr * s.weight_decay);
-    const A bc1 = static_cast<A>(1.0 - std::pow(s.beta1, static_cast<double>(s.step)));
-    const A bc2_sqrt =
-        static_cast<A>(std::sqrt(1.0 - std::pow(s.beta2, static_cast<double>(s.step))));
-    const A step_size = lr / bc1;
+    const AdamWScalars<A> k(s);
+    const A b1 = k.b1, b2 = k.b2, eps = k.eps, decay = k.decay, bc2_sqrt = k.bc2_sqrt;
+    const A step_size = k.step_size;
     parallelFor(n, 8, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) {
         const A gi = static_cast<A>(g[i]);
@@ -107,12 +122,9 @@ void ReferenceBackend::adamw8bitStep(const Tensor& param, const Tensor& grad, co
       smid[i] = (smap[i] + smap[i + 1]) * A(0.5);
       umid[i] = (umap[i] + umap[i + 1]) * A(0.5);
     }
-    const A lr = static_cast<A>(s.lr), b1 = static_cast<A>(s.beta1), b2 = static_cast<A>(s.beta2);
-    const A eps = static_cast<A>(s.eps), decay = static_cast<A>(1.0 - s.lr * s.weight_decay);
-    const A bc1 = static_cast<A>(1.0 - std::pow(s.beta1, static_cast<double>(s.step)));
-    const A bc2_sqrt =
-        static_cast<A>(std::sqrt(1.0 - std::pow(s.beta2, static_cast<double>(s.step))));
-    const A step_size = lr / bc1;
+    const AdamWScalars<A> k(s);
+    const A b1 = k.b1, b2 = k.b2, eps = k.eps, decay = k.decay, bc2_sqrt = k.bc2_sqrt;
+    const A step_size = k.step_size;
     // An all-zero block divides by the smallest normal number: its codes are those of 0.
     const A tiny = std::numeric_limits<A>::min();
     parallelFor(blocks, 16 * block_size, [&](int64_t kb, int64_t ke) {

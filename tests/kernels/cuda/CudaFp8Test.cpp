@@ -34,15 +34,7 @@ Backend& gpu() {
   return backendFor(DeviceType::cuda);
 }
 
-double relError(const Tensor& a, const Tensor& b) {
-  const std::vector<double> x = a.toDoubles(), y = b.toDoubles();
-  double num = 0, den = 0;
-  for (size_t i = 0; i < x.size(); ++i) {
-    num += (x[i] - y[i]) * (x[i] - y[i]);
-    den += y[i] * y[i];
-  }
-  return std::sqrt(num / std::max(den, 1e-300));
-}
+using test::relError;
 
 TEST(CudaFp8, ScaleAndQuantizationAreBitExactWithTheReference) {
   if (!hasBackend(DeviceType::cuda)) GTEST_SKIP() << "no GPU: CUDA tests skipped";
