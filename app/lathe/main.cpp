@@ -1,7 +1,10 @@
 // lathe: the GUI workbench. `lathe --version` prints the build's capabilities without a display;
 // `lathe --db PATH` opens (or creates) that run database instead of the default one.
+#include <unistd.h>
+
 #include <QApplication>
 #include <QIcon>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <string>
@@ -10,7 +13,25 @@
 #include "kernels/Backends.h"
 #include "ui/MainWindow.h"
 
+namespace {
+
+// OpenMP worker threads that spin while they wait starve everything else on the machine, this
+// window included. On the 2-core development machine, with two other busy processes, a training
+// step of the MLP example took 72 ms with spinning workers and 6 ms with sleeping ones; idle, the
+// sleeping ones cost about 19% (docs/PERFORMANCE.md). The workbench always shares the CPU with
+// its own GUI thread, so it asks for passive waiting. libgomp reads OMP_WAIT_POLICY only when it
+// loads, so the process sets it and re-executes itself once. A user's own setting wins, and if
+// the exec fails the process just goes on with the default.
+void preferPassiveOpenMp(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
+  setenv("OMP_WAIT_POLICY", "passive", 1);
+  execv("/proc/self/exe", argv);
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  preferPassiveOpenMp(argv);
   try {
     lathe::registerBackends();
   } catch (const std::exception& e) {
