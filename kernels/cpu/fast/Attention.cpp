@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "kernels/cpu/CpuBackend.h"
+#include "kernels/cpu/fast/VecMath.h"
 
 namespace lathe::cpu {
 namespace {
@@ -152,25 +153,6 @@ template <int W>
       withRows<W, R>(g, i0, j0, cols, rows, nv);
     }
   }
-}
-
-// ---- exp for the softmax: vectorisable (no libm call), x <= 0 in practice ----
-
-// Cephes' expf: 2^n * p(r) with r = x - n ln2 in [-ln2/2, ln2/2]; relative error ~2e-7. Inputs
-// below -87 (and -inf, the masked scores) give exactly 0.
-[[gnu::always_inline]] inline float expApprox(float x) {
-  const float xc = std::min(std::max(x, -87.0f), 88.0f);
-  const float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to nearest
-  const float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  const float y = p * r * r + r + 1.0f;
-  const float two_n = std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
-  return x < -87.0f ? 0.0f : y * two_n;
 }
 
 // ---- problem description and scratch ----

@@ -6,10 +6,9 @@
 // for expression (same type, same order, no contraction), so results are bit-identical; sums
 // accumulate in double like the reference, over fixed blocks (independent of the thread count),
 // so they differ from it only in rounding order. One exception: f32 tanh, GELU (tanh form) and
-// its backward use a branch-free tanh (Cephes' polynomial below 0.625, 1 - 2 / (e^2|x| + 1) with
-// Cephes' expf polynomial above) that vectorises, where libm's tanhf is a scalar call that took a
-// third of a GPT training step; it is within 2 ulp-ish (tested at 1e-6 relative) of the
-// reference, not identical. Anything else goes to the reference kernels.
+// its backward use the branch-free tanhApprox (fast/VecMath.h), which vectorises, where libm's
+// tanhf is a scalar call that took a third of a GPT training step; within f32 rounding of the
+// reference (tested at 2e-6 relative), not identical. Anything else goes to the reference kernels.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -18,6 +17,7 @@
 #include <vector>
 
 #include "kernels/cpu/CpuBackend.h"
+#include "kernels/cpu/fast/VecMath.h"
 #include "kernels/cpu/reference/Strided.h"
 
 namespace lathe::cpu {
@@ -65,46 +65,6 @@ void forItems(int64_t n, int64_t elements, F&& body) {
   parallelFor(n, kParallelGrain, body);
 }
 
-// ---- branch-free f32 tanh ----
-
-// e^x for x in [-87, 88] (clamped; the callers never leave it): x = n ln2 + r, |r| <= ln2 / 2,
-// Cephes' degree-6 polynomial for e^r, and 2^n built in the exponent bits.
-inline float expPoly(float x) {
-  x = std::min(std::max(x, -87.0f), 88.0f);
-  const float fx = x * 1.44269504088896341f + 0.5f;
-  int n = static_cast<int>(fx);
-  n -= fx < static_cast<float>(n) ? 1 : 0;  // floor for negative fx
-  const float fn = static_cast<float>(n);
-  const float r = (x - fn * 0.693359375f) - fn * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const uint32_t bits = static_cast<uint32_t>(n + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
-}
-
-inline float tanhPoly(float x) {
-  const float ax = std::fabs(x);
-  const float z = x * x;
-  float p = -5.70498872745e-3f;
-  p = p * z + 2.06390887954e-2f;
-  p = p * z - 5.37397155531e-2f;
-  p = p * z + 1.33314422036e-1f;
-  p = p * z - 3.33332819422e-1f;
-  const float small = p * z * x + x;
-  // Past |x| = 9.01 tanh is 1 in f32 (2 / (e + 1) < 2^-25); the clamp keeps e finite.
-  const float e = expPoly(2.0f * std::min(ax, 10.0f));
-  const float big = std::copysign(1.0f - 2.0f / (e + 1.0f), x);
-  const float t = ax < 0.625f ? small : big;
-  return x != x ? x : t;  // NaN stays NaN
-}
-
 constexpr float kGeluK = 0.7978845608028654f;  // sqrt(2 / pi)
 constexpr float kGeluC = 0.044715f;
 
@@ -140,12 +100,12 @@ bool fastUnary(UnaryOp op, const T* x, T* o, int64_t n, double pa, double pb) {
   }
   if constexpr (std::is_same_v<T, float>) {
     if (op == UnaryOp::tanh) {
-      mapUnary(x, o, n, [](float v) { return tanhPoly(v); });
+      mapUnary(x, o, n, [](float v) { return tanhApprox(v); });
       return true;
     }
     if (op == UnaryOp::gelu_tanh) {
       mapUnary(x, o, n, [](float v) {
-        return 0.5f * v * (1.0f + tanhPoly(kGeluK * (v + kGeluC * v * v * v)));
+        return 0.5f * v * (1.0f + tanhApprox(kGeluK * (v + kGeluC * v * v * v)));
       });
       return true;
     }
@@ -198,7 +158,7 @@ bool fastBinary(BinaryOp op, const T* x, bool xs, const T* y, bool ys, T* o, int
   if constexpr (std::is_same_v<T, float>) {
     if (op == BinaryOp::gelu_tanh_bw) {  // (g, x): the reference's expression, branch-free tanh
       mapBinary(x, xs, y, ys, o, n, [](float g, float v) {
-        const float t = tanhPoly(kGeluK * (v + kGeluC * v * v * v));
+        const float t = tanhApprox(kGeluK * (v + kGeluC * v * v * v));
         const float dinner = kGeluK * (1.0f + 3.0f * kGeluC * v * v);
         return g * (0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * dinner);
       });
