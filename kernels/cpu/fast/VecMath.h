@@ -10,10 +10,9 @@
 
 namespace lathe::cpu {
 
-// 2^n * p(r) with r = x - n ln2 in [-ln2/2, ln2/2]. Inputs below -87 (and -inf, the masked
-// scores of attention) give exactly 0; inputs above 88 are clamped there.
-[[gnu::always_inline]] inline float expApprox(float x) {
-  const float xc = std::min(std::max(x, -87.0f), 88.0f);
+// e^x for x already in [-87, 88] (and not NaN): 2^n * p(r) with r = x - n ln2 in
+// [-ln2/2, ln2/2], Cephes' polynomial for p.
+[[gnu::always_inline]] inline float expInRange(float xc) {
   const float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to nearest
   const float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
   float p = 1.9875691500e-4f;
@@ -23,8 +22,14 @@ namespace lathe::cpu {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   const float y = p * r * r + r + 1.0f;
-  const float two_n = std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
-  return x < -87.0f ? 0.0f : y * two_n;
+  return y * std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
+}
+
+// e^x: inputs below -87 (and -inf, the masked scores of attention) give exactly 0, inputs above
+// 88 are clamped there. Written with selects so it vectorises.
+[[gnu::always_inline]] inline float expApprox(float x) {
+  const float xc = std::min(std::max(x, -87.0f), 88.0f);
+  return x < -87.0f ? 0.0f : expInRange(xc);
 }
 
 // An odd polynomial below |x| = 0.625, 1 - 2 / (e^2|x| + 1) above; NaN stays NaN, +-inf give +-1.

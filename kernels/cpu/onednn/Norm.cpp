@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "kernels/cpu/CpuBackend.h"
+#include "kernels/cpu/fast/VecMath.h"
 #include "kernels/cpu/onednn/Dnnl.h"
 #include "kernels/cpu/reference/Strided.h"
 
@@ -28,17 +29,7 @@ constexpr int64_t kRowBlock = 32;  // rows per weight-gradient partial
 // (x - max <= 0): below -87, and -inf, give exactly 0. Written with selects so it vectorises.
 [[gnu::always_inline]] inline float expNonPositive(float x) {
   const float xc = x >= -87.0f ? (x > 0.0f ? 0.0f : x) : -87.0f;  // NaN -> -87: no UB below
-  const float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to nearest
-  const float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  const float y = p * r * r + r + 1.0f;
-  const float two_n = std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
-  return x >= -87.0f ? y * two_n : (x != x ? x : 0.0f);
+  return x >= -87.0f ? expInRange(xc) : (x != x ? x : 0.0f);
 }
 
 [[gnu::always_inline]] inline float rowMax(const float* x, int64_t C) {
